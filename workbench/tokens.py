@@ -1,0 +1,92 @@
+"""Tokenising prompts into right-padded batches and locating positions in them.
+
+Right padding keeps every real token at its true position (so learned and rotary position
+embeddings see what they would see alone); the attention mask tells where each prompt ends.
+
+>>> # batch = encode(session, ["The Eiffel Tower is in", "Rome is"])
+>>> # last_positions(batch)  -> tensor([5, 2])  (index of each prompt's last real token)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from workbench.errors import WorkbenchError
+
+POSITIONS = ("last", "subject_last", "all", "mean")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Right-padded token ids for several prompts, with their character offsets."""
+
+    texts: tuple[str, ...]
+    input_ids: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+    offsets: tuple[tuple[tuple[int, int], ...], ...]  # per prompt, per real token: (char start, char end)
+
+    @property
+    def lengths(self) -> Int[Tensor, "batch"]:
+        return self.attention_mask.sum(dim=1)
+
+
+def encode(session, texts: Sequence[str]) -> Batch:
+    """Tokenise ``texts`` the way the model's own tokenizer does (BOS included where it adds one)."""
+    texts = tuple(texts)
+    if not texts:
+        raise WorkbenchError("no prompts given")
+    if any(not isinstance(t, str) or not t.strip() for t in texts):
+        raise WorkbenchError("empty prompt: every prompt needs some text")
+    enc = session.tokenizer(list(texts), padding=True, return_tensors="pt", return_offsets_mapping=True)
+    n_ctx = session.info.n_ctx
+    lengths = enc["attention_mask"].sum(dim=1)
+    if int(lengths.max()) > n_ctx:
+        worst = int(lengths.argmax())
+        raise WorkbenchError(f"prompt {worst} is {int(lengths[worst])} tokens long, longer than the model's context "
+                             f"of {n_ctx} tokens; shorten it")
+    offsets = tuple(tuple((int(a), int(b)) for a, b in row[: int(n)]) for row, n in zip(enc["offset_mapping"], lengths))
+    return Batch(texts, enc["input_ids"], enc["attention_mask"], offsets)
+
+
+def last_positions(batch: Batch) -> Int[Tensor, "batch"]:
+    """Index of each prompt's last real token."""
+    return batch.lengths - 1
+
+
+def subject_span(batch: Batch, index: int, subject: str) -> tuple[int, int]:
+    """Token range ``[first, last + 1)`` covering ``subject``'s last occurrence in prompt ``index``."""
+    text = batch.texts[index]
+    if not subject or not subject.strip():
+        raise WorkbenchError("empty subject: give the words of the prompt that name the subject")
+    start = text.rfind(subject)
+    if start < 0:
+        raise WorkbenchError(f"subject {subject!r} is not in the prompt {text!r}; it must appear word for word")
+    end = start + len(subject)
+    hits = [i for i, (a, b) in enumerate(batch.offsets[index]) if b > a and a < end and b > start]
+    if not hits:
+        raise WorkbenchError(f"subject {subject!r} covers no token of the prompt {text!r}")
+    return hits[0], hits[-1] + 1
+
+
+def subject_last_positions(batch: Batch, subjects: Sequence[str]) -> Int[Tensor, "batch"]:
+    """Index of the last token of each prompt's subject."""
+    if len(subjects) != len(batch.texts):
+        raise WorkbenchError(f"{len(subjects)} subjects for {len(batch.texts)} prompts: give one subject per prompt")
+    return torch.tensor([subject_span(batch, i, s)[1] - 1 for i, s in enumerate(subjects)])
+
+
+def positions_for(batch: Batch, position: str, subjects: Sequence[str] | None = None) -> Int[Tensor, "batch"] | None:
+    """The single position per prompt that ``position`` names (None for ``all`` and ``mean``)."""
+    if position not in POSITIONS:
+        raise WorkbenchError(f"unknown position {position!r}: use one of {', '.join(POSITIONS)}")
+    if position == "last":
+        return last_positions(batch)
+    if position == "subject_last":
+        if subjects is None:
+            raise WorkbenchError("position subject_last needs the subject of every prompt")
+        return subject_last_positions(batch, subjects)
+    return None
