@@ -43,6 +43,13 @@ class Matrix:
     def weight(self) -> nn.Parameter:
         return self.module.weight
 
+    def hf_name(self, session) -> str:
+        """The weight's key in the model's own HF state dict (as saved by ``save_pretrained``)."""
+        for name, param in session.model.named_parameters():
+            if param is self.weight:
+                return name.replace("._original_component", "")
+        raise WorkbenchError(f"cannot find the HF name of {self.name} at layer {self.layer}")
+
     def as_out_in(self) -> Tensor:
         """The weight as ``(d_out, d_in)`` (a view, no copy)."""
         return self.weight.T if self.transposed else self.weight
