@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from workbench.errors import WorkbenchError
 
-# kind -> (template, order inside a block: the order in which the forward pass reaches it)
+# kind -> (template, order inside a block: the order in which the forward pass reaches it).
+# Only sites that exist in every family: GPT-J and GPT-NeoX run attention and MLP in parallel,
+# so they have no "resid_mid" between the two.
 _KINDS: dict[str, tuple[str, int]] = {
     "resid_pre": ("blocks.{L}.hook_resid_pre", 0),
     "attn_out": ("blocks.{L}.hook_attn_out", 1),
-    "resid_mid": ("blocks.{L}.hook_resid_mid", 2),
     "mlp_key": ("blocks.{L}.mlp.out.hook_in", 3),  # input of the MLP output projection (ROME's k)
     "mlp_out": ("blocks.{L}.hook_mlp_out", 4),
     "resid_post": ("blocks.{L}.hook_resid_post", 5),
