@@ -120,3 +120,17 @@ def test_hub_model_loads_and_matches_hf():
         theirs = plain(batch.input_ids.to(session.device), attention_mask=batch.attention_mask.to(session.device)).logits
     real = batch.attention_mask.bool().to(session.device)
     torch.testing.assert_close(ours[real], theirs.float()[real], atol=1e-3, rtol=1e-3)
+
+
+def test_gated_hub_model_without_token_says_what_to_do(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import errors as hub_errors
+
+    def refuse(*args, **kwargs):
+        error = hub_errors.GatedRepoError.__new__(hub_errors.GatedRepoError)
+        Exception.__init__(error, "401 gated")
+        raise error
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    with pytest.raises(WorkbenchError, match="gated model.*HF_TOKEN"):
+        load("meta-llama/Llama-3.2-1B", device="cpu")
