@@ -50,19 +50,23 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
                         help="write the result as JSON (to FILE, or stdout without one)")
 
 
+def optional_modules(names: tuple[str, ...]):
+    """Import each module in ``names`` that is installed; a module that is absent is skipped."""
+    for name in names:
+        try:
+            yield importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="Open Weights Workbench: look inside, probe, "
                                      "trace and edit open-weight language models.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = model_options()
-    for name in COMMAND_GROUPS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
+    for module in optional_modules(COMMAND_GROUPS):
         module.register(subparsers, common)
     return parser
 

@@ -117,18 +117,11 @@ def cmd_factworld_eval(args):
 
 
 def cmd_bench(args):
-    import importlib
-
     from workbench.bench import BENCH_MODULES
+    from workbench.cli import optional_modules
 
     results: dict = {}
-    for module_name in BENCH_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
+    for module in optional_modules(BENCH_MODULES):
         for name, run in module.BENCHMARKS.items():
             if args.only is None or name in args.only:
                 results |= run(quick=args.quick)
