@@ -1,0 +1,145 @@
+"""The app's only door to ``editing`` and ``probes``: their public APIs, looked up when used.
+
+Those packages are optional for the app: a tab whose package (or function) is missing shows a
+one-line "not available yet" message instead of crashing. No math here either: each function
+names the library call it makes.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterator, Sequence
+
+from workbench.errors import WorkbenchError
+
+log = logging.getLogger(__name__)
+
+
+def api(package: str, name: str):
+    """``package.name`` (``package`` may be dotted) or a clear user error if that part of the
+    workbench is not installed yet."""
+    try:
+        module = importlib.import_module(package)
+    except ModuleNotFoundError as exc:
+        if exc.name and package.startswith(exc.name):
+            raise WorkbenchError(f"not available yet: {package} is not part of this version of the workbench") from None
+        raise
+    found = getattr(module, name, None)
+    if found is None:
+        raise WorkbenchError(f"not available yet: {package}.{name} is not part of this version of the workbench")
+    return found
+
+
+def missing(package: str, names: Sequence[str]) -> str | None:
+    """Why a tab cannot work yet (None when ``package`` offers all of ``names``)."""
+    for name in names:
+        try:
+            api(package, name)
+        except WorkbenchError as exc:
+            return str(exc)
+    return None
+
+
+@contextmanager
+def applied(session, edits: Sequence[Any]) -> Iterator[Any]:
+    """``session`` with ``edits`` (``editing.apply.Edit`` values, oldest first) in its weights.
+
+    Each is applied through ``editing.apply.applied``, so all are undone bit-exactly, newest
+    first, when the block ends, whatever happens inside it.
+    """
+    with ExitStack() as stack:
+        if edits:
+            apply_one = api("editing.apply", "applied")
+            for edit in edits:
+                stack.enter_context(apply_one(session, edit))
+        yield session
+
+
+# ---- editing: requests, methods, checks, export ----------------------------------------------
+EDIT_METHODS = ("ROME", "MEMIT")
+
+
+def edit_request(session, prompt: str, subject: str, target: str):
+    """A checked ``editing.requests.EditRequest`` (on factworld: paraphrases, neighbours, two-hop filled in)."""
+    request = api("editing.requests", "EditRequest")(prompt, subject, target)
+    return api("editing.requests", "prepare")(session, request)
+
+
+def edit_layer(session, request, layer: int | None = None) -> int:
+    """The layer an edit uses: ``layer`` if given, else editing's choice (its table, or the trace peak)."""
+    return api("editing.rome", "resolve_layer")(session, "auto" if layer is None else layer, request)
+
+
+def compute_edit(session, request, method: str = "ROME", layer: int | None = None, no_cov: bool = False):
+    """The weight change (an ``editing.apply.Edit`` value) that ``method`` computes for ``request``.
+
+    The weights are as they were when this returns: apply the value with :func:`applied`.
+    ``no_cov`` uses C = I instead of key statistics from a corpus (needed for models without one).
+    """
+    if method not in EDIT_METHODS:
+        raise WorkbenchError(f"unknown edit method {method!r}: use one of {', '.join(EDIT_METHODS)}")
+    at = edit_layer(session, request, layer)
+    if method == "ROME":
+        return api("editing.rome", "compute")(session, request, api("editing.rome", "RomeHparams")(layer=at, no_cov=no_cov))
+    hparams = api("editing.memit", "MemitHparams")(layers=api("editing.memit", "default_layers")(session, at),
+                                                      no_cov=no_cov)
+    record = api("editing.memit", "compute_and_apply")(session, [request], hparams)  # MEMIT applies as it goes
+    api("editing.apply", "undo")(session)
+    return record.edit
+
+
+def answer(session, prompt: str) -> str:
+    """The model's greedy one-word answer to ``prompt`` (``editing.requests.current_answer``)."""
+    return api("editing.requests", "current_answer")(session, prompt)
+
+
+def check_prompts(request) -> list[tuple[str, str, str]]:
+    """``(kind, prompt, expected answer)`` for everything an edit should change or keep."""
+    rows = [("edited prompt", request.text, request.target_new)]
+    rows += [("paraphrase", p, request.target_new) for p in request.paraphrases]
+    rows += [("neighbour (must not change)", p, a or "(unchanged)") for p, a in request.neighbors]
+    rows += [("two-hop (follows from it?)", p, a) for p, a in request.two_hop]
+    return rows
+
+
+def edit_metrics(session, edit) -> dict:
+    """Mean CounterFact-style scores of ``edit``'s requests against the model as it is now
+    (``editing.evaluate.evaluate``: efficacy, paraphrase, neighbourhood, two-hop, fluency)."""
+    return api("editing.evaluate", "evaluate")(session, list(edit.requests)).means
+
+
+def export_model(session, edits: Sequence[Any], folder) -> Any:
+    """Save the model with ``edits`` applied and its ``edits.json`` into ``folder`` (editing.export)."""
+    return api("editing.export", "export")(session, list(edits), folder)
+
+
+# ---- causal tracing --------------------------------------------------------------------------
+def trace(session, prompt: str, subject: str, target: str | None = None):
+    """``editing.trace.causal_trace`` of ``prompt`` (``{}`` marks the subject): restore one clean
+    state at a time into a run whose subject is blurred with noise."""
+    return api("editing.trace", "causal_trace")(session, prompt, subject, target)
+
+
+def trace_figure(result):
+    """The three heatmaps (hidden states, MLP, attention) of a trace in one figure (editing.trace.plot)."""
+    return api("editing.trace", "plot")(result)
+
+
+# ---- probes ----------------------------------------------------------------------------------
+def probe_sweep(session, dataset: str, method: str, layers: str):
+    """``probes.sweep``: fit ``method`` probes on ``dataset`` at ``layers``, with a control task."""
+    return api("probes", "sweep")(session, dataset, method=method, layers=layers)
+
+
+def probe_figures(session, result) -> list:
+    """Sweep plot (with control line) and the PCA at the best layer (probes.plots)."""
+    return [api("probes.plots", "sweep_plot")(result), api("probes.plots", "pca_plot")(session, result)]
+
+
+def probe_summary(result) -> str:
+    return api("probes", "describe")(result)
+
+
+def probe_causal_check(session, dataset: str, method: str, layers: str, strength: float) -> str:
+    return api("probes", "causal_check")(session, dataset, method=method, layers=layers, strength=strength)

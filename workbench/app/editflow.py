@@ -1,0 +1,80 @@
+"""One edit, start to finish, for the Edit tab and the Tour: compute it on this browser's model,
+check it before and after, and keep it as a value in the browser's workspace.
+
+Everything happens inside :meth:`ModelPool.use`: the shared weights are edited only for the
+duration of the event and restored in a ``finally``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+from workbench import generate
+from workbench.app import backends
+from workbench.app.state import ModelPool, Workspace
+
+log = logging.getLogger(__name__)
+
+GENERATION_TOKENS = 30
+CHECK_HEADER = ["kind", "prompt", "expected", "before", "after"]
+
+
+@dataclass(frozen=True)
+class EditOutcome:
+    """What one edit did: the check table, metrics, generations and weight hashes around it."""
+
+    label: str
+    rows: list[list[str]]  # CHECK_HEADER rows
+    metrics: dict
+    generation_before: str
+    generation_after: str
+    hash_before: str
+    hash_after: str
+    workspace: Workspace
+
+
+def _answers(session, prompts: list[str]) -> list[str]:
+    return [backends.answer(session, p) for p in prompts]
+
+
+def run_edit(pool: ModelPool, workspace: Workspace, prompt: str, subject: str, target: str, method: str = "ROME",
+             layer: int | None = None, generation_prompt: str = "", neighbors=(), origin: str = "edit tab",
+             no_cov: bool = False) -> EditOutcome:
+    """Compute ``method``'s edit of ``prompt``/``subject`` -> ``target`` on top of the workspace's
+    edits, check prompt, paraphrases, neighbours and two-hop prompts before and after, and return
+    the workspace with the new edit recorded (as a value; the shared model is left untouched).
+    """
+    with pool.use(workspace) as session:
+        request = backends.edit_request(session, prompt, subject, target)
+        if neighbors:
+            request = replace(request, neighbors=tuple(neighbors) + tuple(request.neighbors))
+        checks = backends.check_prompts(request)
+        prompts = [p for _, p, _ in checks]
+        before = _answers(session, prompts)
+        gen_prompt = generation_prompt.strip() or request.text
+        gen_before = generate(session, gen_prompt, max_new_tokens=GENERATION_TOKENS).completion
+        hash_before = session.weights_hash()
+        edit = backends.compute_edit(session, request, method, layer, no_cov)
+        metrics_before = backends.edit_metrics(session, edit)
+        with backends.applied(session, [edit]):
+            after = _answers(session, prompts)
+            gen_after = generate(session, gen_prompt, max_new_tokens=GENERATION_TOKENS).completion
+            metrics = {"before": metrics_before, "after": backends.edit_metrics(session, edit)}
+            hash_after = session.weights_hash()
+    label = (f"{request.subject}: {request.target_true.strip()} → {request.target_new.strip()} "
+             f"({method}, layer {', '.join(map(str, edit.layers))})")
+    rows = [[kind, p, expected.strip(), b.strip(), a.strip()]
+            for (kind, p, expected), b, a in zip(checks, before, after)]
+    summary = {"request": request.to_dict(), "metrics": metrics, "rows": rows, "origin": origin}
+    workspace, _ = workspace.add_edit(label, edit, summary)
+    workspace = workspace.record(f"Edit: {label}", f"Generation before: {gen_prompt}{gen_before}\n"
+                                 f"Generation after:  {gen_prompt}{gen_after}\nMetrics: {metrics}",
+                                 table=[CHECK_HEADER] + rows)
+    log.info("edit computed for one browser session: %s", label)
+    return EditOutcome(label, rows, metrics, gen_prompt + gen_before, gen_prompt + gen_after, hash_before, hash_after,
+                       workspace)
+
+
+def history_rows(workspace: Workspace) -> list[list[str]]:
+    """``[id, edit]`` rows of the workspace's edits, oldest first."""
+    return [[str(e.id), e.label] for e in workspace.edits]

@@ -1,0 +1,56 @@
+"""Library results -> what the page shows (markdown, tables, figures). Formatting only, no math."""
+from __future__ import annotations
+
+from workbench.plots import png_bytes
+
+
+def figure(fig) -> tuple[object, bytes]:
+    """``fig`` for a ``gr.Plot`` and its PNG bytes for the report (rendered once, projector size)."""
+    return fig, png_bytes(fig)
+
+
+def percent(p: float) -> str:
+    return f"{100 * float(p):.1f}%"
+
+
+def top_tokens_rows(top: list[dict]) -> list[list[str]]:
+    """Rows ``[rank, token, probability]`` from a lens row's ``top`` list."""
+    return [[str(i), repr(t["token"]), percent(t["prob"])] for i, t in enumerate(top, 1)]
+
+
+def card_markdown(info: dict, hashes: dict) -> str:
+    """The architecture card of a model as markdown (``info``: ``ModelInfo.to_dict()``)."""
+    lines = [f"### {info['model']}", "",
+             "| | |", "|---|---|",
+             f"| architecture | {info['architecture']} ({info['family']}) |",
+             f"| parameters | {info['n_params']:,} |",
+             f"| layers / d_model / d_mlp / heads | {info['n_layers']} / {info['d_model']} / {info['d_mlp']} / "
+             f"{info['n_heads']} |",
+             f"| vocabulary / context | {info['vocab_size']:,} / {info['n_ctx']:,} |",
+             f"| device / dtype | {info['device']} / {info['dtype']} |",
+             f"| weights hash (checkpoint) | `{hashes['original'][:16]}…` |",
+             f"| weights hash (with your edits) | `{hashes['current'][:16]}…` |"]
+    for name, sha in hashes.get("files", {}).items():
+        lines.append(f"| sha256 {name} | `{sha[:16]}…` |")
+    return "\n".join(lines)
+
+
+def table_text(rows: list[list[str]]) -> str:
+    """A plain-text rendering of rows (for messages and the report)."""
+    return "\n".join(" | ".join(r) for r in rows)
+
+
+TRACE_KINDS = {"resid": "hidden state", "mlp": "MLP output", "attn": "attention output"}
+
+
+def describe_trace(result) -> str:
+    """The peaks of a causal trace in words (``result``: ``editing.trace.TraceResult``)."""
+    lines = [f"Clean run: P({result.target.strip()}) = {percent(result.clean_prob)}; with the subject blurred: "
+             f"{percent(result.corrupted_prob)}."]
+    for kind in result.scores:
+        layer, token = result.peak(kind)
+        best = float(result.scores[kind][layer, token])
+        lines.append(f"- Restoring the **{TRACE_KINDS.get(kind, kind)}** at layer **{layer}** on token "
+                     f"**{result.tokens[token].strip() or repr(result.tokens[token])}** brings it back most "
+                     f"(to {percent(best)}).")
+    return "\n".join(lines)
