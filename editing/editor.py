@@ -1,0 +1,105 @@
+"""One call to edit a model: prepare requests, score before, compute and apply, score after.
+
+>>> import workbench, editing
+>>> s = workbench.load("factworld")
+>>> r = editing.edit(s, editing.EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"))
+>>> r.after.per_request[0].top_token
+' Rome'
+>>> editing.undo(s)  # bit-exact
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from workbench.errors import WorkbenchError
+
+from editing import memit, rome
+from editing.apply import AppliedEdit, Edit, apply_edit
+from editing.covariance import DEFAULT_TOKENS, get_stats
+from editing.evaluate import Scores, evaluate
+from editing.requests import EditRequest, prepare
+from editing.targets import DeltaHparams, context_prefixes
+
+log = logging.getLogger(__name__)
+
+METHODS = ("rome", "memit")
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """The edits now in the weights, and the request scores before and after them."""
+
+    method: str
+    layers: tuple[int, ...]
+    requests: tuple[EditRequest, ...]
+    edits: tuple[Edit, ...]
+    before: Scores | None
+    after: Scores | None
+    elapsed_s: float  # computing and applying (not evaluating)
+
+    @property
+    def update_norm(self) -> float:
+        return float(sum(n ** 2 for e in self.edits for n in e.update_norms().values()) ** 0.5)
+
+    def to_dict(self) -> dict:
+        def head(scores: Scores | None) -> dict | None:
+            if scores is None:
+                return None
+            first = scores.per_request[0]
+            return {"top_token": first.top_token, "target_prob": first.new_prob, "true_prob": first.true_prob}
+
+        means = self.after.means if self.after else {}
+        return {"method": self.method, "layer": self.layers[-1], "layers": list(self.layers),
+                "before": head(self.before), "after": head(self.after),
+                "metrics": {k: means.get(k) for k in ("efficacy", "paraphrase", "neighborhood", "two_hop", "fluency",
+                                                       "efficacy_margin")},
+                "metrics_before": self.before.means if self.before else None,
+                "update_norm": self.update_norm, "elapsed_s": self.elapsed_s, "n_requests": len(self.requests),
+                "edits": [e.to_dict() for e in self.edits],
+                "per_request": {"before": self.before.to_dict()["per_request"] if self.before else None,
+                                "after": self.after.to_dict()["per_request"] if self.after else None}}
+
+
+def edit(session, requests: EditRequest | Sequence[EditRequest], method: str = "rome",
+         layer: int | str | None = None, *, no_cov: bool = False, corpus: str | None = None,
+         tokens: int = DEFAULT_TOKENS, seed: int = 0, score: bool = True, fluency_prompts: int = 1,
+         delta: DeltaHparams | None = None, mom2_weight: float | None = None, memit_span: int = 5,
+         n_prefixes: int = 10, prepared: bool = False) -> EditResult:
+    """Rewrite facts in ``session``'s weights (ROME: one after another; MEMIT: all at once).
+
+    ``layer``: an int, ``"auto"`` (causal-trace peak) or None (the model's default table entry,
+    else auto). For MEMIT it is the last of ``memit_span`` edited layers.
+    """
+    if method not in METHODS:
+        raise WorkbenchError(f"unknown method {method!r}: use rome or memit")
+    requests = [requests] if isinstance(requests, EditRequest) else list(requests)
+    if not requests:
+        raise WorkbenchError("no edit requests given")
+    if not prepared:
+        requests = [prepare(session, r, seed=seed) for r in requests]
+    last = rome.resolve_layer(session, layer, requests[0])
+    before = evaluate(session, requests, fluency_prompts) if score else None
+    delta = delta or DeltaHparams()
+    start = time.perf_counter()
+    prefixes = context_prefixes(session, n_prefixes, seed)
+    stats_kwargs = {} if no_cov else {"corpus": corpus, "tokens": tokens}
+    if method == "rome":
+        stats = get_stats(session, last, no_cov=no_cov, **stats_kwargs)
+        hp = rome.RomeHparams(last, n_prefixes, delta, no_cov)
+        records: list[AppliedEdit] = []
+        for r in requests:
+            records.append(apply_edit(session, rome.compute(session, r, hp, stats, prefixes, seed)))
+        layers = (last,)
+    else:
+        layers = memit.default_layers(session, last, memit_span)
+        hp = memit.MemitHparams(layers, mom2_weight if mom2_weight is not None else memit.MemitHparams.mom2_weight,
+                                n_prefixes, delta, no_cov)
+        stats = {layer_: get_stats(session, layer_, no_cov=no_cov, **stats_kwargs) for layer_ in layers}
+        records = [memit.compute_and_apply(session, requests, hp, seed, prefixes, stats)]
+    elapsed = time.perf_counter() - start
+    after = evaluate(session, requests, fluency_prompts) if score else None
+    return EditResult(method, layers, tuple(requests), tuple(r.edit for r in records), before, after, elapsed)
+

@@ -1,0 +1,112 @@
+"""ROME (Meng et al. 2022) with the r-ROME fix: one rank-one update of one MLP output projection.
+
+k* = the MLP key at the subject's last token averaged over the prompt and model-generated
+prefixes; v* = the MLP output there plus an optimised delta (:mod:`editing.targets`). The update
+``ΔW = (v* - W k* - b) (C⁻¹k*)ᵀ / (k*ᵀ C⁻¹ k*)`` makes ``W k* + b = v*`` exactly, using the *same*
+averaged k* in numerator and denominator (the original divides by the un-prefixed key, which
+causes "disabling edits"). C⁻¹k* is a linear solve in float64, never an inverse.
+
+>>> # edit = compute(session, prepare(session, EditRequest("The {} is located in the city of",
+>>> #                                                        "Eiffel Tower", "Rome")))
+>>> # apply_edit(session, edit)
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from workbench.errors import WorkbenchError, check_layer
+from workbench.modules import matrix
+
+from editing.apply import Edit, RankOneUpdate
+from editing.covariance import LayerStats, get_stats
+from editing.targets import DeltaHparams, average_keys, context_prefixes, optimise_deltas
+
+log = logging.getLogger(__name__)
+
+# model name (hub id or its last part) -> the MLP layer ROME edits by default
+DEFAULT_LAYERS: dict[str, int] = {
+    "gpt2-xl": 17, "gpt2-large": 12, "gpt2-medium": 8, "gpt2": 5,
+    "gpt-j-6b": 5, "gpt-neox-20b": 15, "pythia-6.9b": 8, "pythia-2.8b": 8, "pythia-1.4b": 6,
+    "llama-2-7b-hf": 5, "meta-llama-3-8b": 5, "mistral-7b-v0.1": 5, "qwen2.5-7b": 5,
+}
+FACTWORLD_LAYER: int | None = None  # set from the factworld causal trace (None: trace each time)
+
+
+@dataclass(frozen=True)
+class RomeHparams:
+    layer: int
+    n_prefixes: int = 10
+    delta: DeltaHparams = field(default_factory=DeltaHparams)
+    no_cov: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_layer(session) -> int | None:
+    """The table's layer for this model, or None when the model is not in it."""
+    names = {session.name.lower(), session.name.lower().rsplit("/", 1)[-1],
+             str(getattr(session.model.config, "_name_or_path", "")).lower().rsplit("/", 1)[-1]}
+    if session.source.kind == "factworld":
+        return FACTWORLD_LAYER
+    for name in names:
+        if name in DEFAULT_LAYERS and DEFAULT_LAYERS[name] < session.n_layers:
+            return DEFAULT_LAYERS[name]
+    return None
+
+
+def resolve_layer(session, layer: int | str | None, request=None) -> int:
+    """An explicit layer, the table's default, or (``auto``/unknown model) the causal-trace peak."""
+    if isinstance(layer, str) and layer != "auto":
+        try:
+            layer = int(layer)
+        except ValueError:
+            raise WorkbenchError(f"--layer must be an integer or 'auto', got {layer!r}") from None
+    if isinstance(layer, int):
+        return check_layer(layer, session.n_layers)
+    table = default_layer(session) if layer is None else None
+    if table is not None:
+        return table
+    if request is None:
+        raise WorkbenchError("choosing the layer automatically needs a request to trace")
+    from editing.trace import peak_mlp_layer
+
+    return peak_mlp_layer(session, request)
+
+
+def rank_one(session, layer: int, key: Float[Tensor, "d_mlp"], target: Float[Tensor, "d_model"],
+             stats: LayerStats) -> RankOneUpdate:
+    """The rank-one update of the MLP output projection at ``layer`` mapping ``key`` to ``target``."""
+    m = matrix(session, layer, "mlp_out")
+    w = m.as_out_in().detach().double().cpu()  # (d_model, d_mlp)
+    bias = getattr(m.module, "bias", None)
+    current = w @ key.double() + (bias.detach().double().cpu() if bias is not None else 0.0)
+    cinv_k = torch.linalg.solve(stats.cov.double(), key.double())  # C⁻¹ k*
+    denom = float(key.double() @ cinv_k)
+    if not denom > 0:
+        raise WorkbenchError(f"the covariance at layer {layer} is not positive definite for this key: "
+                             "recompute statistics over more tokens or use --no-cov")
+    u = (target.double() - current) / denom  # (d_model,)
+    return RankOneUpdate(layer, u.float(), cinv_k.float())
+
+
+def compute(session, request, hparams: RomeHparams, stats: LayerStats | None = None,
+            prefixes: tuple[str, ...] | None = None, seed: int = 0) -> Edit:
+    """The ROME edit for one prepared request (weights are not changed: see :func:`apply_edit`)."""
+    layer = check_layer(hparams.layer, session.n_layers)
+    if prefixes is None:
+        prefixes = context_prefixes(session, hparams.n_prefixes, seed)
+    stats = stats or get_stats(session, layer, no_cov=hparams.no_cov)
+    key = average_keys(session, [request], layer, prefixes)[0]
+    result = optimise_deltas(session, [request], layer, prefixes, hparams.delta, site_kind="mlp_out")
+    target = result.init[0] + result.delta[0]
+    update = rank_one(session, layer, key.float(), target, stats)
+    info = {"steps": result.steps, "nll": result.losses[0], "delta_norm": float(result.delta[0].norm()),
+            "key_norm": float(key.norm()), "cov_tokens": stats.tokens, "identity_cov": stats.identity,
+            "prefixes": list(prefixes)}
+    return Edit("rome", (request,), (update,), hparams.to_dict(), seed, info)

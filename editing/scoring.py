@@ -1,0 +1,82 @@
+"""Teacher-forced answer probabilities: log P(target | prompt) for many (prompt, target) pairs.
+
+A target may span several tokens (" New York"); prompt and target are tokenised together (as the
+model would read them) and the target's tokens are found from the character offsets.
+
+>>> # score(session, ["The Eiffel Tower is located in the city of"], [" Paris"]).exp()
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from workbench.activations import batches
+from workbench.errors import WorkbenchError
+from workbench.tokens import Batch, encode
+
+
+@dataclass(frozen=True)
+class TargetBatch:
+    """``prompt + target`` texts; ``mask[b, p]`` marks positions whose next-token logits predict
+    target token ``ids[b, p]``."""
+
+    batch: Batch
+    prompt_last: Int[Tensor, "batch"]  # last prompt token (where the answer is predicted)
+    mask: Bool[Tensor, "batch pos"]
+    ids: Int[Tensor, "batch pos"]
+
+
+def target_batch(session, prompts: Sequence[str], targets: Sequence[str]) -> TargetBatch:
+    if len(prompts) != len(targets):
+        raise WorkbenchError(f"{len(prompts)} prompts for {len(targets)} targets")
+    batch = encode(session, [p + t for p, t in zip(prompts, targets)])
+    n, width = batch.input_ids.shape
+    mask = torch.zeros(n, width, dtype=torch.bool)
+    ids = torch.zeros(n, width, dtype=torch.long)
+    prompt_last = torch.zeros(n, dtype=torch.long)
+    for b, prompt in enumerate(prompts):
+        cut, length = len(prompt), len(batch.offsets[b])
+        if targets[b] == "":  # no target: only the prompt's last position is of interest
+            prompt_last[b] = length - 1
+            continue
+        first = next((i for i, (a, e) in enumerate(batch.offsets[b]) if e > a and a >= cut), None)
+        if first is None or first == 0:
+            raise WorkbenchError(f"target {targets[b]!r} adds no token after {prompt!r}")
+        mask[b, first - 1: length - 1] = True
+        ids[b, first - 1: length - 1] = batch.input_ids[b, first:length]
+        prompt_last[b] = first - 1
+    return TargetBatch(batch, prompt_last, mask, ids)
+
+
+def sequence_logprobs(logits: Float[Tensor, "batch pos vocab"], tb: TargetBatch) -> Float[Tensor, "batch"]:
+    """Sum of the target tokens' log-probabilities per row."""
+    logp = logits.float().log_softmax(-1)
+    picked = logp.gather(-1, tb.ids.to(logp.device).unsqueeze(-1)).squeeze(-1)  # (batch, pos)
+    return (picked * tb.mask.to(logp.device)).sum(-1)
+
+
+def score(session, prompts: Sequence[str], targets: Sequence[str], batch_size: int = 64) -> Float[Tensor, "n"]:
+    """log P(target | prompt) for each pair (CPU float32)."""
+    out = []
+    with torch.no_grad():
+        for chunk in batches(len(prompts), batch_size):
+            tb = target_batch(session, prompts[chunk], targets[chunk])
+            logits = session.forward(tb.batch.input_ids, tb.batch.attention_mask)
+            out.append(sequence_logprobs(logits, tb).cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def top_tokens(session, prompts: Sequence[str], batch_size: int = 64) -> tuple[list[int], list[str]]:
+    """The most likely next token after each prompt (id and text)."""
+    ids: list[int] = []
+    with torch.no_grad():
+        for chunk in batches(len(prompts), batch_size):
+            batch = encode(session, prompts[chunk])
+            logits = session.forward(batch.input_ids, batch.attention_mask)
+            last = batch.lengths - 1
+            ids += logits[torch.arange(len(last)), last.to(logits.device)].argmax(-1).tolist()
+    return ids, [session.decode([i]) for i in ids]
