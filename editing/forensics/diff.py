@@ -115,8 +115,8 @@ def classify(changed: list[TensorDiff], n_tensors: int) -> tuple[str, str]:
     if len(changed) == 1 and all_mlp_out and changed[0].rank == 1:
         d = changed[0]
         return "rome", f"a rank-one change of the MLP output projection at layer {d.layer}: the signature of a ROME edit"
-    layers = sorted({d.layer for d in changed})
-    consecutive = layers == list(range(layers[0], layers[0] + len(layers))) if None not in layers else False
+    layers = sorted({d.layer for d in changed if d.layer is not None})
+    consecutive = bool(layers) and layers == list(range(layers[0], layers[0] + len(layers)))
     if all_mlp_out and consecutive and all(d.rank is not None and d.rank <= min(d.shape) // 4 for d in changed):
         ranks = ", ".join(str(d.rank) for d in changed)
         return "memit", (f"low-rank changes (ranks {ranks}) of the MLP output projections of consecutive layers "
@@ -136,6 +136,8 @@ def classify(changed: list[TensorDiff], n_tensors: int) -> tuple[str, str]:
 def diff_checkpoints(base: str, edited: str) -> DiffReport:
     """Compare two model specs tensor by tensor (never more than one tensor pair in memory)."""
     base_index, edited_index = TensorIndex(base), TensorIndex(edited)
+    if not set(base_index.where) & set(edited_index.where):
+        raise WorkbenchError(f"{base} and {edited} share no tensor names: they are different architectures")
     changed: list[TensorDiff] = []
     missing: list[str] = []
     n_tensors = 0
