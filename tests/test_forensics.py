@@ -80,3 +80,20 @@ def test_identical_noise_fine_tune_and_memit_signatures(tiny_dirs, tmp_path):
 def test_different_architectures_are_refused(tiny_dirs):
     with pytest.raises(WorkbenchError, match="different architectures|shape"):
         diff_checkpoints(str(tiny_dirs["llama"]), str(tiny_dirs["gpt2"]))
+
+
+def test_diff_cli_reports_and_reverts(tiny_dirs, tmp_path, capsys):
+    import json
+
+    from workbench.cli import main
+
+    base = tiny_dirs["gpt2"]
+    names = load_file(str(base / "model.safetensors"))
+    target = _mlp_out_name(names, 0)
+    edited = _copy_with(base, tmp_path / "edited", lambda k, w: w + 0.01 * torch.outer(torch.ones(w.shape[0]),
+                        torch.linspace(-1, 1, w.shape[1])) if k == target else w)
+    code = main(["diff", "--base", str(base), "--edited", str(edited), "--revert", str(tmp_path / "back"), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["signature"] == "rome" and result["edited_layers"] == [0]
+    assert result["revert"]["max_abs_diff_from_base"] < 1e-6
+    assert main(["diff", "--base", str(base), "--edited", str(tmp_path / "nope")]) == 2

@@ -20,7 +20,8 @@ from workbench.errors import WorkbenchError
 from workbench.io import write_json
 
 # modules that add sub-commands (a group that is not installed is skipped)
-COMMAND_GROUPS = ("workbench.commands", "editing.commands", "probes.commands", "workbench.serve")
+COMMAND_GROUPS = ("workbench.commands", "editing.commands", "editing.forensics.commands", "probes.commands",
+                  "workbench.serve")
 
 
 def model_options() -> argparse.ArgumentParser:
