@@ -43,14 +43,14 @@ def missing(package: str, names: Sequence[str]) -> str | None:
 
 @contextmanager
 def applied(session, edits: Sequence[Any]) -> Iterator[Any]:
-    """``session`` with ``edits`` (``editing.apply.Edit`` values, oldest first) in its weights.
+    """``session`` with ``edits`` (``editing.Edit`` values, oldest first) in its weights.
 
-    Each is applied through ``editing.apply.applied``, so all are undone bit-exactly, newest
+    Each is applied through ``editing.applied``, so all are undone bit-exactly, newest
     first, when the block ends, whatever happens inside it.
     """
     with ExitStack() as stack:
         if edits:
-            apply_one = api("editing.apply", "applied")
+            apply_one = api("editing", "applied")
             for edit in edits:
                 stack.enter_context(apply_one(session, edit))
         yield session
@@ -68,25 +68,29 @@ def edit_request(session, prompt: str, subject: str, target: str):
 
 def edit_layer(session, request, layer: int | None = None) -> int:
     """The layer an edit uses: ``layer`` if given, else editing's choice (its table, or the trace peak)."""
-    return api("editing.rome", "resolve_layer")(session, "auto" if layer is None else layer, request)
+    return api("editing.rome", "resolve_layer")(session, layer, request)
 
 
-def compute_edit(session, request, method: str = "ROME", layer: int | None = None, no_cov: bool = False):
-    """The weight change (an ``editing.apply.Edit`` value) that ``method`` computes for ``request``.
+@contextmanager
+def edited(session, request, method: str = "ROME", layer: int | None = None,
+           no_cov: bool | None = False) -> Iterator[Any]:
+    """``editing.edit`` of a prepared ``request`` for the body only; yields its ``EditResult``.
 
-    The weights are as they were when this returns: apply the value with :func:`applied`.
-    ``no_cov`` uses C = I instead of key statistics from a corpus (needed for models without one).
+    The new edits are undone (bit-exactly, by ``editing.undo``) when the body ends, whatever
+    happens; ``result.edits`` are the values to keep. ``no_cov=None``: C = I unless the model
+    ships a covariance corpus (factworld does).
     """
     if method not in EDIT_METHODS:
         raise WorkbenchError(f"unknown edit method {method!r}: use one of {', '.join(EDIT_METHODS)}")
-    at = edit_layer(session, request, layer)
-    if method == "ROME":
-        return api("editing.rome", "compute")(session, request, api("editing.rome", "RomeHparams")(layer=at, no_cov=no_cov))
-    hparams = api("editing.memit", "MemitHparams")(layers=api("editing.memit", "default_layers")(session, at),
-                                                      no_cov=no_cov)
-    record = api("editing.memit", "compute_and_apply")(session, [request], hparams)  # MEMIT applies as it goes
-    api("editing.apply", "undo")(session)
-    return record.edit
+    if no_cov is None:
+        no_cov = session.source.kind != "factworld"
+    depth = len(session.applied_edits)
+    try:
+        result = api("editing", "edit")(session, request, method=method.lower(), layer=layer, no_cov=no_cov,
+                                        prepared=True)
+        yield result
+    finally:
+        api("editing", "undo")(session, len(session.applied_edits) - depth)
 
 
 def answer(session, prompt: str) -> str:
@@ -101,12 +105,6 @@ def check_prompts(request) -> list[tuple[str, str, str]]:
     rows += [("neighbour (must not change)", p, a or "(unchanged)") for p, a in request.neighbors]
     rows += [("two-hop (follows from it?)", p, a) for p, a in request.two_hop]
     return rows
-
-
-def edit_metrics(session, edit) -> dict:
-    """Mean CounterFact-style scores of ``edit``'s requests against the model as it is now
-    (``editing.evaluate.evaluate``: efficacy, paraphrase, neighbourhood, two-hop, fluency)."""
-    return api("editing.evaluate", "evaluate")(session, list(edit.requests)).means
 
 
 def export_model(session, edits: Sequence[Any], folder) -> Any:

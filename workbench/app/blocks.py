@@ -58,6 +58,7 @@ def build_app(model_spec: str = "factworld", output_dir: str | Path | None = Non
     demo.queue(max_size=queue_size, api_open=False, default_concurrency_limit=1)
     demo.workbench_api_names = tuple(ctx.api_names)  # for tests and the launch log
     demo.workbench_output_dir = output_dir
+    demo.workbench_pool = pool  # tests check the shared weights end unedited
     return demo
 
 

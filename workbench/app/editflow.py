@@ -39,10 +39,10 @@ def _answers(session, prompts: list[str]) -> list[str]:
 
 def run_edit(pool: ModelPool, workspace: Workspace, prompt: str, subject: str, target: str, method: str = "ROME",
              layer: int | None = None, generation_prompt: str = "", neighbors=(), origin: str = "edit tab",
-             no_cov: bool = False) -> EditOutcome:
-    """Compute ``method``'s edit of ``prompt``/``subject`` -> ``target`` on top of the workspace's
-    edits, check prompt, paraphrases, neighbours and two-hop prompts before and after, and return
-    the workspace with the new edit recorded (as a value; the shared model is left untouched).
+             no_cov: bool | None = False) -> EditOutcome:
+    """Edit ``prompt``/``subject`` -> ``target`` with ``method`` on top of the workspace's edits,
+    check prompt, paraphrases, neighbours and two-hop prompts before and after, and return the
+    workspace with the new edit recorded (as values; the shared model is left as it was).
     """
     with pool.use(workspace) as session:
         request = backends.edit_request(session, prompt, subject, target)
@@ -54,19 +54,19 @@ def run_edit(pool: ModelPool, workspace: Workspace, prompt: str, subject: str, t
         gen_prompt = generation_prompt.strip() or request.text
         gen_before = generate(session, gen_prompt, max_new_tokens=GENERATION_TOKENS).completion
         hash_before = session.weights_hash()
-        edit = backends.compute_edit(session, request, method, layer, no_cov)
-        metrics_before = backends.edit_metrics(session, edit)
-        with backends.applied(session, [edit]):
+        with backends.edited(session, request, method, layer, no_cov) as result:
             after = _answers(session, prompts)
             gen_after = generate(session, gen_prompt, max_new_tokens=GENERATION_TOKENS).completion
-            metrics = {"before": metrics_before, "after": backends.edit_metrics(session, edit)}
             hash_after = session.weights_hash()
+    summary = result.to_dict()
+    metrics = {"before": summary["metrics_before"], "after": summary["metrics"],
+               "update_norm": summary["update_norm"], "seconds": round(result.elapsed_s, 2)}
     label = (f"{request.subject}: {request.target_true.strip()} → {request.target_new.strip()} "
-             f"({method}, layer {', '.join(map(str, edit.layers))})")
+             f"({method}, layer {', '.join(map(str, result.layers))})")
     rows = [[kind, p, expected.strip(), b.strip(), a.strip()]
             for (kind, p, expected), b, a in zip(checks, before, after)]
-    summary = {"request": request.to_dict(), "metrics": metrics, "rows": rows, "origin": origin}
-    workspace, _ = workspace.add_edit(label, edit, summary)
+    workspace, _ = workspace.add_edit(label, result.edits, {"request": request.to_dict(), "metrics": metrics,
+                                                            "rows": rows, "origin": origin})
     workspace = workspace.record(f"Edit: {label}", f"Generation before: {gen_prompt}{gen_before}\n"
                                  f"Generation after:  {gen_prompt}{gen_after}\nMetrics: {metrics}",
                                  table=[CHECK_HEADER] + rows)

@@ -31,7 +31,7 @@ class EditEntry:
 
     id: int
     label: str
-    value: Any  # what editing.apply understands (e.g. an EditResult holding RankOneUpdate values)
+    value: tuple  # the editing.Edit values (weight updates) to apply, oldest first
     summary: dict = field(default_factory=dict)
 
 
@@ -126,6 +126,6 @@ class ModelPool:
         """
         with self._lock:
             session = self.get(workspace.model)
-            edits = [e.value for e in workspace.edits] if with_edits else []
+            edits = [edit for entry in workspace.edits for edit in entry.value] if with_edits else []
             with backends.applied(session, edits):
                 yield session

@@ -17,7 +17,7 @@ NOTICE = ("Your edits stay in this browser session: other users never see them, 
 
 def build(ctx: AppContext) -> None:
     gr.Markdown(NOTICE)
-    unavailable = backends.missing("editing.rome", ["compute"])
+    unavailable = backends.missing("editing", ["edit", "applied", "undo"])
     if unavailable:
         gr.Markdown(f"**Editing is {unavailable}.**")
     with gr.Row():
@@ -74,7 +74,7 @@ def build(ctx: AppContext) -> None:
             raise WorkbenchError("export folder name may hold only letters, digits, '.', '_' and '-'")
         folder = ctx.folder("exports") / name
         with ctx.pool.use(workspace, with_edits=False) as session:
-            backends.export_model(session, [e.value for e in workspace.edits], folder)
+            backends.export_model(session, [edit for e in workspace.edits for edit in e.value], folder)
         return f"Exported {len(workspace.edits)} edit(s) to `{folder}` (with `edits.json`)."
 
     ctx.on(edit_btn.click, edit, [ctx.workspace, prompt, subject, target, method, layer, no_cov, gen_prompt],

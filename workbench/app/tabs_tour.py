@@ -110,7 +110,7 @@ def build(ctx: AppContext) -> None:
         yield "Computing the ROME edit … (a few seconds on a CPU)", gr.skip()
         workspace = _without_tour_edit(workspace)
         outcome = run_edit(ctx.pool, workspace, PROMPT, SUBJECT, NEW_ANSWER, "ROME", None, FREE_TEXT, NEIGHBOURS,
-                           origin=TOUR_EDIT_LABEL)
+                           origin=TOUR_EDIT_LABEL, no_cov=None)
         edited = outcome.rows[0]
         words = (f"**{edited[1]}** → before: *{edited[3]}*, after: **{edited[4]}**\n\nWeights hash: "
                  f"`{outcome.hash_before[:16]}…` → `{outcome.hash_after[:16]}…` ({outcome.label}).")
