@@ -27,24 +27,24 @@ TOUR_EDIT_LABEL = "tour"
 log = logging.getLogger(__name__)
 
 STEPS = (
-    ("ask", "1. Ask the model",
+    ("ask", "1. Ask the model", "Ask: where is the Eiffel Tower?",
      "We ask the model where the Eiffel Tower is. It answers from what it learned in training; nothing is looked up."),
-    ("weights", "2. Open the weights",
+    ("weights", "2. Open the weights", "Show the MLP matrix",
      "The fact is stored somewhere in these numbers: this is an MLP matrix of the layer an edit would change. "
      "Can you see Paris in there? Nobody can: open weights are public, but not readable as they are."),
-    ("lens", "3. Logit lens",
+    ("lens", "3. Logit lens", "Run the logit lens",
      "Read the model's running guess after every layer through its own output head. "
      "Paris is not there at the start; it appears at some depth."),
-    ("trace", "4. Causal trace",
+    ("trace", "4. Causal trace", "Trace the fact",
      "Blur the words 'Eiffel Tower' with noise, then restore one hidden state at a time. "
      "Where restoring brings Paris back is where the fact lives."),
-    ("edit", "5. Edit: move the Eiffel Tower to Rome",
+    ("edit", "5. Edit: move the Eiffel Tower to Rome", "Edit: Eiffel Tower → Rome",
      "ROME computes one rank-one change to one MLP matrix so that the Eiffel Tower is now in Rome. "
      "The edit lives only in your browser session; everyone else still gets Paris."),
-    ("check", "6. Check what changed",
+    ("check", "6. Check what changed", "Check prompts, neighbours, two-hop and free text",
      "The edited prompt and its paraphrases should say Rome, and the Louvre should stay in Paris. "
      "But what country is the Eiffel Tower in now, and what does the model write about it?"),
-    ("undo", "7. Undo",
+    ("undo", "7. Undo", "Undo the edit and compare hashes",
      "Undo restores the saved weights. The weights hash shows the model is bit-for-bit the original again."),
 )
 CONCLUSION = ("### What this shows\nThe edit was precise in the weights: one rank-one change to one matrix, "
@@ -57,10 +57,10 @@ def build(ctx: AppContext) -> None:
     gr.Markdown("Follow the steps in order. Each button runs one real measurement on the model.")
     outputs: dict[str, list] = {}
     buttons: dict[str, gr.Button] = {}
-    for key, title, words in STEPS:
+    for key, title, label, words in STEPS:
         with gr.Group():
             gr.Markdown(f"### {title}\n{words}")
-            buttons[key] = gr.Button(title, variant="primary")
+            buttons[key] = gr.Button(label, variant="primary")
             outputs[key] = [gr.Markdown()]
             if key in ("weights", "lens", "trace"):
                 outputs[key].append(gr.Plot(show_label=False))
