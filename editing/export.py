@@ -98,3 +98,16 @@ def save(session, directory: str | Path, overwrite: bool = False) -> Path:
             "versions": versions(), "weights_sha256": {"model.safetensors": sha256_file(tmp / "model.safetensors")}})
     log.info("saved edited model to %s (%d edits)", directory, len(session.applied_edits))
     return directory
+
+
+def export(session, edits, directory: str | Path, overwrite: bool = False) -> Path:
+    """Save ``session`` with ``edits`` (``Edit`` values, oldest first) applied just for the save;
+    the session's weights are bit-identical afterwards."""
+    from contextlib import ExitStack
+
+    from editing.apply import applied
+
+    with ExitStack() as stack:
+        for edit in edits:
+            stack.enter_context(applied(session, edit))
+        return save(session, directory, overwrite)

@@ -123,7 +123,7 @@ def current_answer(session, text: str, max_tokens: int = 3) -> str:
 
 
 def prepare(session, request: EditRequest, autofill: bool = True, n_neighbors: int = 10,
-            seed: int = 0) -> EditRequest:
+            seed: int = 0, tokenize=None) -> EditRequest:
     """Check ``request`` against the model and fill what is missing.
 
     The subject must cover at least one token; ``target_true`` defaults to the model's current
@@ -132,8 +132,11 @@ def prepare(session, request: EditRequest, autofill: bool = True, n_neighbors: i
     """
     from workbench.tokens import encode, subject_span
 
+    tokenize = tokenize or session.token_ids
+    if not tokenize(request.subject):
+        raise WorkbenchError(f"subject {request.subject!r} tokenizes to nothing: give the words that name it")
     subject_span(encode(session, [request.text]), 0, request.subject)  # raises when it covers no token
-    if not session.token_ids(request.target_new):
+    if not tokenize(request.target_new):
         raise WorkbenchError(f"target {request.target_new!r} tokenizes to nothing: give a real word")
     if request.target_true is None:
         request = replace(request, target_true=current_answer(session, request.text))

@@ -106,6 +106,9 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
 
     ``init`` is read at ``site_kind`` (``mlp_out`` for ROME's v*, ``resid_post`` for MEMIT's z).
     """
+    if layer == session.n_layers - 1:
+        log.warning("layer %d is the last one: a change at the subject cannot reach the answer there; "
+                    "choose an earlier layer", layer)
     device = session.device
     prompts, targets, subjects, owner, is_kl = [], [], [], [], []
     for i, req in enumerate(requests):

@@ -1,0 +1,86 @@
+"""The editing benchmark: the shipped seeded factworld requests, edited and scored.
+
+``rome``: every request edited alone (apply, score, undo); ``rome`` with ``sequential``: all
+edits piled up one after another, scored after each ``every`` edits (does the model collapse?);
+``memit``: all requests in one batch.
+
+>>> # run_benchmark(load("factworld"), "memit", n=100)["after"]["efficacy"]
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from workbench.errors import WorkbenchError
+
+from editing.apply import apply_edit, undo
+from editing.covariance import DEFAULT_TOKENS, get_stats
+from editing.editor import edit
+from editing.evaluate import Scores, evaluate
+from editing.requests import BENCHMARK_FILE, load_requests, prepare
+from editing.rome import RomeHparams, compute, resolve_layer
+from editing.targets import DeltaHparams, context_prefixes
+
+log = logging.getLogger(__name__)
+
+
+def _means(scores: Scores) -> dict:
+    return {k: (None if v is None else round(v, 4)) for k, v in scores.means.items()}
+
+
+def benchmark_set(session, n: int, path=None, seed: int = 0) -> list:
+    """The first ``n`` benchmark requests, prepared (targets checked, KB fields filled in)."""
+    requests = load_requests(path or BENCHMARK_FILE, limit=n)
+    out = []
+    for r in requests:
+        try:
+            out.append(prepare(session, r, seed=seed))
+        except WorkbenchError as exc:  # e.g. the model already answers the new target
+            log.info("skipping %r: %s", r.text, exc)
+    return out
+
+
+def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool = False, every: int = 10,
+                  layer=None, no_cov: bool = False, seed: int = 0, path=None, fluency_prompts: int = 0,
+                  delta: DeltaHparams | None = None, corpus: str | None = None, tokens: int = DEFAULT_TOKENS,
+                  **kwargs) -> dict:
+    """Mean metrics before and after editing ``n`` benchmark requests (weights restored at the end)."""
+    requests = benchmark_set(session, n, path, seed)
+    if not requests:
+        raise WorkbenchError("no usable benchmark requests")
+    before = evaluate(session, requests, fluency_prompts)
+    start = time.perf_counter()
+    result: dict = {"method": method, "n_requests": len(requests), "sequential": sequential,
+                    "before": _means(before)}
+    if method == "memit":
+        r = edit(session, requests, "memit", layer, no_cov=no_cov, seed=seed, score=False, prepared=True,
+                 delta=delta, corpus=corpus, tokens=tokens, **kwargs)
+        result["after"] = _means(evaluate(session, requests, fluency_prompts))
+        result["layers"] = list(r.layers)
+        undo(session)
+    elif method == "rome":
+        at = resolve_layer(session, layer, requests[0])
+        hp = RomeHparams(at, delta=delta or DeltaHparams(), no_cov=no_cov)
+        stats = get_stats(session, at, no_cov=no_cov, **({} if no_cov else {"corpus": corpus, "tokens": tokens}))
+        prefixes = context_prefixes(session, hp.n_prefixes, seed)
+        rows, curve = [], []
+        for i, r in enumerate(requests, 1):
+            apply_edit(session, compute(session, r, hp, stats, prefixes, seed))
+            if not sequential:
+                rows += evaluate(session, [r], fluency_prompts).per_request
+                undo(session)
+            elif i % every == 0 or i == len(requests):
+                done = evaluate(session, requests[:i], fluency_prompts)
+                curve.append({"edits": i, **_means(done)})
+                log.info("after %d sequential edits: %s", i, curve[-1])
+        if sequential:
+            result["after"] = {k: v for k, v in curve[-1].items() if k != "edits"}
+            result["curve"] = curve
+            undo(session, len(requests))
+        else:
+            result["after"] = _means(Scores(tuple(rows)))
+        result["layers"] = [at]
+    else:
+        raise WorkbenchError(f"unknown method {method!r}: use rome or memit")
+    result["elapsed_s"] = round(time.perf_counter() - start, 2)
+    return result

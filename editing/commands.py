@@ -1,0 +1,130 @@
+"""Editing CLI commands: trace, stats, edit, edit-bench. Composition only, no math."""
+from __future__ import annotations
+
+import argparse
+
+from workbench.cli import add_json_option, load_from_args
+
+
+def register(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("trace", parents=[common], help="causal trace: where is a fact recalled?")
+    p.add_argument("--prompt", required=True, help="prompt with {} where the subject goes")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--target", default=None, help="answer to follow (default: the model's answer)")
+    p.add_argument("--kind", default="all", choices=["all", "resid", "mlp", "attn"])
+    p.add_argument("--samples", type=int, default=10, help="noise samples")
+    p.add_argument("--noise", type=float, default=None, help="noise std (default 3 x std of subject embeddings)")
+    p.add_argument("--window", type=int, default=10, help="layers restored together for mlp/attn")
+    p.add_argument("--method", default="exact", choices=["exact", "attribution"],
+                   help="exact restorations, or fast attribution patching (approximate)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="save the heatmaps")
+    add_json_option(p)
+    p.set_defaults(handler=cmd_trace)
+
+    p = subparsers.add_parser("stats", parents=[common], help="precompute MLP key statistics for editing")
+    p.add_argument("--layer", type=int, action="append", required=True, help="layer (repeatable)")
+    _stats_options(p)
+    add_json_option(p)
+    p.set_defaults(handler=cmd_stats)
+
+    p = subparsers.add_parser("edit", parents=[common], help="rewrite a fact (ROME or MEMIT)")
+    p.add_argument("--prompt", default=None, help="prompt with {} where the subject goes")
+    p.add_argument("--subject", default=None)
+    p.add_argument("--target", default=None, help="the new answer")
+    p.add_argument("--requests", default=None, metavar="F.jsonl", help="many requests, one JSON object a line")
+    _edit_options(p)
+    p.add_argument("--save", default=None, metavar="DIR", help="write the edited model (HF format + edits.json)")
+    add_json_option(p)
+    p.set_defaults(handler=cmd_edit)
+
+    p = subparsers.add_parser("edit-bench", parents=[common], help="edit the benchmark requests and score them")
+    p.add_argument("--n", type=int, default=100, help="number of requests")
+    p.add_argument("--sequential", action="store_true", help="ROME: keep every edit (no undo between them)")
+    p.add_argument("--every", type=int, default=10, help="with --sequential: score after this many edits")
+    p.add_argument("--requests", default=None, metavar="F.jsonl", help="other requests than the shipped set")
+    p.add_argument("--fluency", type=int, default=0, help="prompts per request to generate from (slow)")
+    _edit_options(p)
+    add_json_option(p)
+    p.set_defaults(handler=cmd_edit_bench)
+
+
+def _stats_options(p) -> None:
+    p.add_argument("--corpus", default=None, help="text file, folder, or HF dataset name (factworld: its corpus)")
+    p.add_argument("--tokens", type=int, default=100_000, help="corpus tokens to average over")
+    p.add_argument("--no-cov", action="store_true", help="use C = I instead of statistics (edits leak more)")
+
+
+def _edit_options(p) -> None:
+    p.add_argument("--method", default="rome", choices=["rome", "memit"])
+    p.add_argument("--layer", default=None, help="layer (MEMIT: the last edited one), or auto (causal-trace peak)")
+    p.add_argument("--seed", type=int, default=0)
+    _stats_options(p)
+
+
+def cmd_trace(args):
+    from workbench import plots
+
+    from editing.trace import causal_trace, plot
+
+    session = load_from_args(args)
+    result = causal_trace(session, args.prompt, args.subject, args.target, kinds=args.kind, samples=args.samples,
+                          noise=args.noise, window=args.window, seed=args.seed, method=args.method)
+    if args.plot:
+        plots.save_png(plot(result), args.plot)
+    lines = [f"P({result.target!r}): clean {result.clean_prob:.3f}, corrupted {result.corrupted_prob:.3f}"]
+    for kind in result.scores:
+        layer, token = result.peak(kind)
+        lines.append(f"{kind:>5}: peak {float(result.scores[kind][layer, token]):.3f} at layer {layer}, "
+                     f"token {result.tokens[token]!r}")
+    return result.to_dict(), "\n".join(lines)
+
+
+def cmd_stats(args):
+    from editing.covariance import get_stats
+
+    session = load_from_args(args)
+    rows = [get_stats(session, layer, no_cov=args.no_cov, **({} if args.no_cov else
+                                                              {"corpus": args.corpus, "tokens": args.tokens})).to_dict()
+            for layer in args.layer]
+    return {"model": session.name, "stats": rows}, "\n".join(
+        f"layer {r['layer']}: {r['tokens']} tokens from {r['corpus']}" for r in rows)
+
+
+def cmd_edit(args):
+    from workbench.errors import WorkbenchError
+
+    from editing.editor import edit
+    from editing.export import save
+    from editing.requests import EditRequest, load_requests
+
+    if args.requests:
+        requests = load_requests(args.requests)
+    elif args.prompt and args.subject and args.target is not None:
+        requests = [EditRequest(args.prompt, args.subject, args.target)]
+    else:
+        raise WorkbenchError("give --prompt, --subject and --target, or --requests F.jsonl")
+    session = load_from_args(args)
+    kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}
+    result = edit(session, requests, args.method, args.layer, no_cov=args.no_cov, seed=args.seed, **kwargs)
+    out = result.to_dict()
+    if args.save:
+        out["saved"] = str(save(session, args.save))
+    b, a, m = out["before"], out["after"], out["metrics"]
+    text = (f"{args.method.upper()} at layer {out['layer']} ({out['elapsed_s']:.1f}s): "
+            f"{b['top_token']!r} -> {a['top_token']!r}, P(new) {b['target_prob']:.3f} -> {a['target_prob']:.3f}\n"
+            + "  ".join(f"{k} {v:.2f}" for k, v in m.items() if v is not None)
+            + (f"\nsaved to {out['saved']}" if args.save else ""))
+    return out, text
+
+
+def cmd_edit_bench(args):
+    from editing.benchmark import run_benchmark
+
+    session = load_from_args(args)
+    kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}
+    result = run_benchmark(session, args.method, n=args.n, sequential=args.sequential, every=args.every,
+                           layer=args.layer, no_cov=args.no_cov, seed=args.seed, path=args.requests,
+                           fluency_prompts=args.fluency, **kwargs)
+    text = "\n".join(f"{k}: {v}" for k, v in result.items() if k != "curve")
+    return result, text
