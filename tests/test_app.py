@@ -208,7 +208,8 @@ def test_full_queue_says_so(model_spec, tmp_path):
     demo = build_app(model_spec, output_dir=tmp_path, queue_size=1)
     try:
         url = launch(demo)
-        jobs = [client(url).submit(EIFFEL, 40, 0, 0, api_name="/generate") for _ in range(4)]
+        clients = [client(url) for _ in range(4)]
+        jobs = [c.submit("The {} is located in the city of", "Eiffel Tower", "", api_name="/trace") for c in clients]
         errors = []
         for job in jobs:
             try:

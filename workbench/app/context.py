@@ -37,6 +37,14 @@ class AppContext:
             kwargs.update(concurrency_id=MODEL_GROUP, concurrency_limit=1)
         return trigger(user_errors(fn), inputs=inputs, outputs=outputs, api_name=api_name, **kwargs)
 
+    @staticmethod
+    def stop_button(*events, label: str = "Stop") -> gr.Button:
+        """A button that cancels ``events`` (long jobs are generators: they stop at their next step;
+        a step already running finishes first, and the model is restored after it)."""
+        button = gr.Button(label, variant="stop", size="sm")
+        button.click(None, None, None, cancels=list(events))
+        return button
+
     def folder(self, name: str) -> Path:
         """A sub-folder of the output directory (the only place the app writes or serves files)."""
         path = self.output_dir / name

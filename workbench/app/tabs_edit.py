@@ -30,7 +30,8 @@ def build(ctx: AppContext) -> None:
         no_cov = gr.Checkbox(label="no corpus statistics (C = I): for models without a covariance corpus",
                              value=False)
     gen_prompt = gr.Textbox(label="free-text generation prompt", value="The Eiffel Tower is")
-    edit_btn = gr.Button("Edit", variant="primary")
+    with gr.Row() as stop_row:
+        edit_btn = gr.Button("Edit", variant="primary", scale=4)
     status = gr.Markdown()
     checks = gr.Dataframe(headers=CHECK_HEADER, label="before / after", wrap=True)
     metrics = gr.JSON(label="metrics")
@@ -77,8 +78,10 @@ def build(ctx: AppContext) -> None:
             backends.export_model(session, [edit for e in workspace.edits for edit in e.value], folder)
         return f"Exported {len(workspace.edits)} edit(s) to `{folder}` (with `edits.json`)."
 
-    ctx.on(edit_btn.click, edit, [ctx.workspace, prompt, subject, target, method, layer, no_cov, gen_prompt],
+    edit_event = ctx.on(edit_btn.click, edit, [ctx.workspace, prompt, subject, target, method, layer, no_cov, gen_prompt],
            [status, checks, metrics, before, after, history, ctx.workspace], "edit")
+    with stop_row:
+        ctx.stop_button(edit_event)
     ctx.on(undo_btn.click, undo_edit, [ctx.workspace, undo_id], [status, history, ctx.workspace], "undo_edit",
            touches_model=False)
     ctx.on(history_btn.click, edit_history, [ctx.workspace], [history], "edit_history", touches_model=False)

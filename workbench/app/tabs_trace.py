@@ -23,7 +23,8 @@ def build(ctx: AppContext) -> None:
                             scale=3)
         subject = gr.Textbox(label="subject", value="Eiffel Tower")
         target = gr.Textbox(label="answer (empty = the model's own)", value="")
-    trace_btn = gr.Button("Trace", variant="primary")
+    with gr.Row() as buttons:
+        trace_btn = gr.Button("Trace", variant="primary", scale=4)
     peak = gr.Markdown()
     heatmaps = gr.Plot(label="causal trace: hidden states, MLP, attention")
 
@@ -36,5 +37,7 @@ def build(ctx: AppContext) -> None:
         words = describe_trace(result)
         yield words, fig, workspace.record(f"Causal trace: {result.prompt}", words, images=[png])
 
-    ctx.on(trace_btn.click, causal_trace, [ctx.workspace, prompt, subject, target], [peak, heatmaps, ctx.workspace],
-           "trace")
+    event = ctx.on(trace_btn.click, causal_trace, [ctx.workspace, prompt, subject, target],
+                   [peak, heatmaps, ctx.workspace], "trace")
+    with buttons:
+        ctx.stop_button(event)
