@@ -100,8 +100,9 @@ CASES = {
     "export_model": (None, ("edited",), "no edits"),
     "report_summary": ((), None, None),
     "export_report": ((), None, None),
-    "probe_sweep": (None, ("cities", "logistic", "x-y"), None),
-    "probe_causal_check": (None, ("cities", "logistic", "all", 2.0), None),
+    "probe_sweep": (("factworld_country", "auto", "all", 60), ("no_such_set", "auto", "all", 60), "unknown dataset"),
+    "probe_pca": (None, (), "run a layer sweep first"),
+    "probe_causal_check": (None, (2.0,), "run a layer sweep first"),
 }
 
 

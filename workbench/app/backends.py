@@ -125,19 +125,29 @@ def trace_figure(result):
 
 
 # ---- probes ----------------------------------------------------------------------------------
-def probe_sweep(session, dataset: str, method: str, layers: str):
-    """``probes.sweep``: fit ``method`` probes on ``dataset`` at ``layers``, with a control task."""
-    return api("probes", "sweep")(session, dataset, method=method, layers=layers)
+PROBE_METHODS = ("auto", "logistic", "mass-mean", "ridge")
 
 
-def probe_figures(session, result) -> list:
-    """Sweep plot (with control line) and the PCA at the best layer (probes.plots)."""
-    return [api("probes.plots", "sweep_plot")(result), api("probes.plots", "pca_plot")(session, result)]
+def probe_datasets() -> list[str]:
+    """Names of the built-in probe datasets (empty while probes is not installed)."""
+    try:
+        return sorted(api("probes.datasets", "BUILTINS"))
+    except WorkbenchError:
+        return []
 
 
-def probe_summary(result) -> str:
-    return api("probes", "describe")(result)
+def probe_sweep(session, dataset: str, method: str = "auto", layers: str = "all", limit: int | None = None):
+    """``probes.sweep.sweep``: a probe per layer on held-out entities, with the random-label control."""
+    data = api("probes.datasets", "load_dataset")(dataset, limit=limit)
+    return api("probes.sweep", "sweep")(session, data, method=None if method == "auto" else method, layers=layers,
+                                        progress=True)
 
 
-def probe_causal_check(session, dataset: str, method: str, layers: str, strength: float) -> str:
-    return api("probes", "causal_check")(session, dataset, method=method, layers=layers, strength=strength)
+def probe_pca(session, result):
+    """PCA of the activations at the sweep's best layer, coloured by label (probes.pca)."""
+    return api("probes.pca", "pca_figure")(session, result)
+
+
+def probe_causal_check(session, result, strength: float) -> str:
+    """Steer along the probe's direction with ``strength`` and report how the answers move (probes.causal)."""
+    return api("probes.causal", "describe_check")(session, result, strength)
