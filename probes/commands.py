@@ -1,0 +1,114 @@
+"""``workbench probe``: a layer sweep with controls, transfer, plots, a saved probe and the causal check.
+
+    workbench probe --model factworld --dataset factworld_country --causal --json out.json --plot sweep.png
+    workbench probe --dataset cities --test-dataset neg_cities --method mass-mean --layers 2,4,6
+    workbench probe --dataset my.csv --text-column sentence --label-column y --save-probe best
+"""
+from __future__ import annotations
+
+import argparse
+
+from workbench.cli import add_json_option, load_from_args
+
+
+def register(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("probe", parents=[common], help="linear probes on every layer, with controls")
+    p.add_argument("--dataset", required=True, help="built-in name (cities, neg_cities, sp_en_trans, world_places, "
+                   "known_1000[:P30], factworld_country, factworld_continent, factworld_truth, ...) or CSV/JSONL")
+    p.add_argument("--method", choices=("logistic", "mass-mean", "ridge"), default=None,
+                   help="default: logistic for classes, ridge for values")
+    p.add_argument("--layers", default="all", help="all, or comma-separated layers (negative from the end)")
+    p.add_argument("--position", choices=("last", "subject_last", "mean"), default=None,
+                   help="default: the dataset's (last for statements, subject_last for entities)")
+    p.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
+                   help="fit the random-label control task and report selectivity (default on)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated split / control seeds")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--test-dataset", default=None, help="also score the probes on this dataset (generalisation)")
+    p.add_argument("--limit", type=int, default=None, help="keep a seeded subset of about N rows (whole entities)")
+    p.add_argument("--l2", type=float, default=1.0, help="logistic L2 strength (1/C, on the summed loss)")
+    p.add_argument("--whiten", action="store_true", help="mass-mean: whiten by the shared covariance (LDA)")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="metric per layer with the control line")
+    p.add_argument("--pca-plot", default=None, metavar="FILE.png", help="PCA of the best layer, coloured by label")
+    p.add_argument("--save-probe", default=None, metavar="FILE", help="save the best layer's probe "
+                   "(FILE.safetensors + FILE.json)")
+    p.add_argument("--causal", action="store_true", help="steer along the best probe and measure the answer")
+    p.add_argument("--alphas", default="0,0.25,0.5,1,2", help="causal check: push sizes (x mean activation norm)")
+    p.add_argument("--causal-prompts", type=int, default=64)
+    p.add_argument("--causal-plot", default=None, metavar="FILE.png")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    p.add_argument("--cache-dir", default=None, help="activation cache (default $WORKBENCH_CACHE/activations)")
+    for column in ("text", "label", "value", "entity", "subject"):
+        p.add_argument(f"--{column}-column", default=None, help=f"user data: name of the {column} column")
+    add_json_option(p)
+    p.set_defaults(handler=cmd_probe)
+
+
+def _floats(text: str) -> list[float]:
+    from workbench.errors import WorkbenchError
+
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise WorkbenchError(f"{text!r}: give comma-separated numbers") from None
+
+
+def _columns(args) -> dict:
+    return {f"{c}_column": getattr(args, f"{c}_column") for c in ("text", "label", "value", "entity", "subject")}
+
+
+def cmd_probe(args):
+    from workbench.plots import save_png
+
+    from probes import plots
+    from probes.causal import steering_curve
+    from probes.datasets import load_dataset
+    from probes.store import ActivationStore
+    from probes.sweep import sweep
+
+    session = load_from_args(args)
+    dataset = load_dataset(args.dataset, limit=args.limit, **_columns(args))
+    test_dataset = None if args.test_dataset is None else load_dataset(args.test_dataset, limit=args.limit)
+    fit_options = {"l2": args.l2} if args.method in (None, "logistic") and dataset.task != "regression" else {}
+    if args.method == "mass-mean":
+        fit_options = {"whiten": args.whiten}
+    result = sweep(session, dataset, method=args.method, layers=args.layers, position=args.position,
+                   seeds=[int(v) for v in _floats(args.seeds)], control=args.control, test_dataset=test_dataset,
+                   test_fraction=args.test_fraction, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                   batch_size=args.batch_size, **fit_options)
+    out = result.to_dict()
+    if args.plot:
+        save_png(plots.sweep_figure(result), args.plot)
+    if args.pca_plot:
+        store = ActivationStore(session, dataset, result.position, cache_dir=args.cache_dir,
+                                use_cache=not args.no_cache, batch_size=args.batch_size)
+        x = store.layers([result.best_layer])[0]
+        save_png(plots.pca_figure(x, dataset.labels, dataset.classes,
+                                  f"{dataset.name}, layer {result.best_layer} (PCA)"), args.pca_plot)
+    if args.save_probe:
+        out["saved_probe"] = str(result.probe.save(args.save_probe))
+    if args.causal:
+        curve = steering_curve(session, result.probe, dataset, _floats(args.alphas), result.position,
+                               n_prompts=args.causal_prompts, batch_size=args.batch_size)
+        out["causal"] = curve.to_dict()
+        if args.causal_plot:
+            save_png(plots.causal_figure(curve), args.causal_plot)
+    return out, _text(out)
+
+
+def _text(out: dict) -> str:
+    lines = [f"{out['method']} probe, {out['dataset']} ({out['position']}), {out['n_train']} train / "
+             f"{out['n_test']} test rows, seeds {out['seeds']}"]
+    for row in out["layers"]:
+        line = f"layer {row['layer']:>2}: {row['metric']} {row['value']:.3f} ± {row['std']:.3f}"
+        if row["control"] is not None:
+            line += f"  control {row['control']:.3f}  selectivity {row['selectivity']:+.3f}"
+        for key in ("auc", "km_error", f"transfer_{row['metric']}"):
+            if key in row:
+                line += f"  {key} {row[key]:.3f}"
+        lines.append(line + ("  <- best" if row["layer"] == out["best_layer"] else ""))
+    for row in out.get("causal", {}).get("curve", []):
+        lines.append(f"alpha {row['alpha']:>5}: P(target) {row['p_target']:.3f} (random dir "
+                     f"{row['p_target_random']:.3f})  P(original) {row['p_original']:.3f}  flips {row['flip_rate']:.2f}")
+    return "\n".join(lines)
