@@ -100,7 +100,7 @@ CASES = {
     "export_model": (None, ("edited",), "no edits"),
     "report_summary": ((), None, None),
     "export_report": ((), None, None),
-    "probe_sweep": (("factworld_country", "auto", "all", 60), ("no_such_set", "auto", "all", 60), "unknown dataset"),
+    "probe_sweep": (None, ("no_such_set", "auto", "all", 60), "unknown dataset"),  # valid: test_probe_...
     "probe_pca": (None, (), "run a layer sweep first"),
     "probe_causal_check": (None, (2.0,), "run a layer sweep first"),
 }
@@ -120,6 +120,16 @@ def test_api_valid_and_invalid_input(app, api_name):
         assert "\n" not in message.strip() and "Traceback" not in message
         if words:
             assert words in message
+
+
+def test_probe_sweep_then_pca_and_causal_check(app):
+    _, url = app
+    c = client(url)
+    summary, sweep_plot = c.predict("factworld_country", "auto", "all", 60, api_name="/probe_sweep")
+    assert "Best layer" in summary and sweep_plot["type"] == "matplotlib"
+    assert c.predict(api_name="/probe_pca")["type"] == "matplotlib"
+    words, curve = c.predict(1.0, api_name="/probe_causal_check")
+    assert "random direction" in words and curve["type"] == "matplotlib"
 
 
 def test_lens_and_weights_return_figures(app):

@@ -136,18 +136,32 @@ def probe_datasets() -> list[str]:
         return []
 
 
-def probe_sweep(session, dataset: str, method: str = "auto", layers: str = "all", limit: int | None = None):
+def probe_dataset(name: str, limit: int | None = None):
+    """A probe dataset by built-in name or path; ``limit`` keeps a seeded subset of whole entities."""
+    return api("probes.datasets", "load_dataset")(name, limit=limit)
+
+
+def probe_sweep(session, dataset, method: str = "auto", layers: str = "all"):
     """``probes.sweep.sweep``: a probe per layer on held-out entities, with the random-label control."""
-    data = api("probes.datasets", "load_dataset")(dataset, limit=limit)
-    return api("probes.sweep", "sweep")(session, data, method=None if method == "auto" else method, layers=layers,
+    return api("probes.sweep", "sweep")(session, dataset, method=None if method == "auto" else method, layers=layers,
                                         progress=True)
 
 
-def probe_pca(session, result):
-    """PCA of the activations at the sweep's best layer, coloured by label (probes.pca)."""
-    return api("probes.pca", "pca_figure")(session, result)
+def sweep_figure(result):
+    """Score per layer with the control task and selectivity (probes.plots.sweep_figure)."""
+    return api("probes.plots", "sweep_figure")(result)
 
 
-def probe_causal_check(session, result, strength: float) -> str:
-    """Steer along the probe's direction with ``strength`` and report how the answers move (probes.causal)."""
-    return api("probes.causal", "describe_check")(session, result, strength)
+def pca_figure(session, dataset, result):
+    """The first two principal components of the activations at the sweep's best layer, by label."""
+    x = api("probes.store", "layer_activations")(session, dataset, [result.best_layer], position=result.position)[0]
+    return api("probes.plots", "pca_figure")(x, dataset.labels, dataset.classes,
+                                             f"{dataset.name}: layer {result.best_layer} ({result.position})")
+
+
+def steering(session, dataset, result, strength: float):
+    """``probes.causal.steering_curve`` up to ``strength`` along the best probe, with its figure."""
+    alphas = tuple(a for a in api("probes.causal", "ALPHAS") if a < strength) + (strength,)
+    curve = api("probes.causal", "steering_curve")(session, result.probe, dataset, alphas=alphas,
+                                                   position=result.position)
+    return curve, api("probes.plots", "causal_figure")(curve)

@@ -56,30 +56,6 @@ def describe_trace(result) -> str:
     return "\n".join(lines)
 
 
-def sweep_figure(result):
-    """Held-out score per layer with the control task's score, best layer marked (``probes`` SweepResult)."""
-    from matplotlib.ticker import MaxNLocator
-
-    from workbench.plots import plt
-
-    layers = [s.layer for s in result.layers]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.errorbar(layers, [s.value for s in result.layers], yerr=[s.std for s in result.layers], marker="o", lw=2.5,
-                color="#0072B2", label=f"probe ({result.method})")
-    controls = [(s.layer, s.control) for s in result.layers if s.control is not None]
-    if controls:
-        ax.plot(*zip(*controls), ls="--", marker="s", lw=2, color="#D55E00", label="control (random labels)")
-    ax.axvline(result.best_layer, color="grey", ls=":", lw=2, label=f"best layer {result.best_layer}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("layer")
-    ax.set_ylabel(result.metric)
-    ax.set_title(f"{result.dataset}: {result.metric} on held-out entities")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
 def describe_sweep(result) -> str:
     """The best layer of a probe sweep in words."""
     best = result.score(result.best_layer)
@@ -87,3 +63,11 @@ def describe_sweep(result) -> str:
                                                f"{best.selectivity:.3f}")
     return (f"Best layer **{result.best_layer}**: {result.metric} {best.value:.3f} ± {best.std:.3f}{control} "
             f"({result.n_train} training rows, {result.n_test} held-out, seeds {list(result.seeds)}).")
+
+
+def describe_steering(curve) -> str:
+    """The strongest push of a causal check in words (``probes`` CausalResult)."""
+    row = curve.rows[-1]
+    return (f"At strength {row['alpha']:g} along the probe: P(steered-to answer) {percent(row['p_target'])} "
+            f"(the same push in a random direction: {percent(row['p_target_random'])}); P(original answer) "
+            f"{percent(row['p_original'])}. At 0: {percent(curve.rows[0]['p_target'])}. Over {curve.n_prompts} prompts.")
