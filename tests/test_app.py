@@ -199,6 +199,20 @@ def test_report_is_self_contained_html(app):
     assert "http://" not in html and "https://" not in html and "<script" not in html
 
 
+def test_model_picker_switches_only_this_browser(app, model_spec, tmp_path):
+    from workbench.testing import save_tiny_model
+
+    other_model = str(save_tiny_model("llama", tmp_path / "llama", seed=3))
+    _, url = app
+    picker, bystander = client(url), client(url)
+    status, card, hashes = picker.predict(other_model, api_name="/load_model")
+    assert "Loaded" in status and "LlamaForCausalLM" in card and not hashes["edited"]
+    assert "LlamaForCausalLM" in picker.predict(api_name="/model_card")[0]
+    assert "LlamaForCausalLM" not in bystander.predict(api_name="/model_card")[0]
+    with pytest.raises(AppError, match="no config.json"):
+        picker.predict(str(tmp_path), api_name="/load_model")
+
+
 def test_direct_http_api_cannot_skip_the_queue(app):
     _, url = app
     response = httpx.post(url + "gradio_api/run/next_tokens", json={"data": [EIFFEL, 3]}, timeout=30)

@@ -30,7 +30,7 @@ STEPS = (
     ("ask", "1. Ask the model", "Ask: where is the Eiffel Tower?",
      "We ask the model where the Eiffel Tower is. It answers from what it learned in training; nothing is looked up."),
     ("weights", "2. Open the weights", "Show the MLP matrix",
-     "The fact is stored somewhere in these numbers: this is an MLP matrix of the layer an edit would change. "
+     "This MLP matrix, in the layer an edit would change, is where the fact is stored. "
      "Can you see Paris in there? Nobody can: open weights are public, but not readable as they are."),
     ("lens", "3. Logit lens", "Run the logit lens",
      "Read the model's running guess after every layer through its own output head. "
