@@ -113,7 +113,7 @@ def _prepare(session, prompt: str, subject: str, target: str | None, kinds, samp
 
 def causal_trace(session, prompt: str, subject: str, target: str | None = None, kinds=KINDS, samples: int = 10,
                  noise: float | None = None, window: int = 10, seed: int = 0, method: str = "exact",
-                 max_rows: int = 256) -> TraceResult:
+                 max_rows: int = 512) -> TraceResult:
     """Trace where ``subject``'s fact is recalled in ``prompt`` (``{}`` marks the subject).
 
     ``target`` defaults to the model's answer. Returns probabilities of the target per kind,
@@ -244,7 +244,7 @@ def _attribution(session, ids, mask, corrupt, clean, kinds, window, last, target
         logits = session.forward(ids, mask)
         prob = logits[:, last].float().softmax(-1)[:, target_id].mean()
         prob.backward()
-    base = float(prob)
+    base = float(prob.detach())
     clean_all = dict(clean)
     scores = {}
     for kind in kinds:

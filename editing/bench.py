@@ -1,0 +1,145 @@
+"""Speed of editing, as ratios measured in one run (``workbench bench --only editing``).
+
+``rome_edit_cost``: one ROME edit (statistics cached, prefixes given) on the fast schedule,
+divided by the same edit on the reference schedule (every step runs the whole model on every
+prefixed prompt, fixed step count). ``stats_cost``: covariance statistics over N tokens at layer
+L divided by a plain forward over the same tokens stopped at layer L's MLP key.
+``trace_speedup``: the one-forward-per-cell reference schedule (estimated as cells × a plain HF
+forward of one cell's batch: samples + 1 rows) divided by the exact three-kind trace.
+``attribution_*``: the approximate trace's speed-up and rank correlation with the exact grid.
+The reference cell runs through the session (the bridge, which its hooks need);
+``trace_speedup_vs_plain_hf_cells`` uses a plain HF forward per cell instead (the bridge's own
+overhead then counts against the trace). Measured on a random-init GPT-2-small-size model,
+and on factworld when it is installed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from workbench.bench import best_time, bench_prompts, gpt2_small_session
+from workbench.errors import WorkbenchError
+
+log = logging.getLogger(__name__)
+
+PROMPT = "The {} is located in the city of"
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def rome_cost(session, request, layer: int, stats, repeats: int) -> dict:
+    from editing.apply import applied
+    from editing.evaluate import evaluate
+    from editing.rome import RomeHparams, compute
+    from editing.targets import DeltaHparams, context_prefixes
+
+    prefixes = context_prefixes(session, 10, 0)
+    fast_hp = RomeHparams(layer, delta=DeltaHparams(fast=True))
+    ref_hp = RomeHparams(layer, delta=DeltaHparams(fast=False))
+    fast_s = best_time(lambda: compute(session, request, fast_hp, stats, prefixes), repeats)
+    ref_s = best_time(lambda: compute(session, request, ref_hp, stats, prefixes), repeats)
+    out = {"rome_edit_cost": round(fast_s / ref_s, 3), "rome_fast_s": round(fast_s, 3), "rome_ref_s": round(ref_s, 3)}
+    for name, hp in (("fast", fast_hp), ("ref", ref_hp)):
+        with applied(session, compute(session, request, hp, stats, prefixes)):
+            out[f"rome_efficacy_{name}"] = evaluate(session, [request], fluency_prompts=0).means["efficacy"]
+    return out
+
+
+def trace_cost(session, plain, request, samples: int = 10, repeats: int = 1) -> dict:
+    from editing.trace import causal_trace, rank_correlation
+    from workbench.tokens import encode
+
+    exact, exact_s = _timed(lambda: causal_trace(session, request.prompt, request.subject, samples=samples))
+    approx = causal_trace(session, request.prompt, request.subject, samples=samples, method="attribution")
+    approx_s = best_time(lambda: causal_trace(session, request.prompt, request.subject, samples=samples,
+                                              method="attribution"), repeats)
+    batch = encode(session, [request.text] * (samples + 1))
+    with torch.no_grad():  # the reference schedule runs through the session (hooks need the bridge)
+        cell_s = best_time(lambda: session.forward(batch.input_ids, batch.attention_mask), 3)
+        plain_s = best_time(lambda: plain(batch.input_ids, attention_mask=batch.attention_mask), 3)
+    cells = 3 * session.n_layers * len(exact.tokens)
+    ref_s = cells * cell_s
+    return {"trace_speedup": round(ref_s / exact_s, 3), "trace_exact_s": round(exact_s, 3),
+            "trace_reference_estimate_s": round(ref_s, 3),
+            "trace_speedup_vs_plain_hf_cells": round(cells * plain_s / exact_s, 3),
+            "attribution_speedup_vs_exact": round(exact_s / approx_s, 2),
+            "attribution_rank_corr": {k: round(rank_correlation(exact.scores[k], approx.scores[k]), 3)
+                                      for k in exact.scores}}
+
+
+def stats_cost(session, layer: int, texts: list[str], tokens: int) -> dict:
+    from editing.covariance import compute_cov
+    from workbench import sites
+    from workbench.activations import batches, run_to_sites
+    from workbench.tokens import encode
+
+    cov_s = best_time(lambda: compute_cov(session, layer, texts, tokens, progress=False), 2)
+    _, count = compute_cov(session, layer, texts, tokens, progress=False)
+    pieces = [session.tokenizer.decode(ids[:128]) for ids in session.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def plain():
+        seen = 0
+        with torch.no_grad():
+            for chunk in batches(len(pieces), 8, False):
+                batch = encode(session, pieces[chunk])
+                run_to_sites(session, batch, [sites.mlp_key(layer)], position="all")
+                seen += int(batch.attention_mask.sum())
+                if seen >= tokens:
+                    break
+
+    plain_s = best_time(plain, 2)
+    return {"stats_cost": round(cov_s / plain_s, 3), "stats_tokens": count}
+
+
+def _request(session):
+    from editing.requests import EditRequest, prepare
+
+    return prepare(session, EditRequest(PROMPT, "Eiffel Tower", "Rome", target_true="Paris"), autofill=False)
+
+
+def editing_speed(quick: bool = False) -> dict:
+    from editing.covariance import layer_stats
+    from editing.requests import EditRequest, prepare
+
+    torch.set_grad_enabled(True)
+    results: dict = {}
+    session, plain, directory = gpt2_small_session(quick)
+    layer = session.n_layers // 2 - 1
+    texts = [" ".join(bench_prompts(64))] * (8 if quick else 40)
+    corpus = directory / "bench-corpus.txt"
+    corpus.write_text("\n".join(texts))
+    stats = layer_stats(session, layer, corpus=str(corpus), tokens=2_000 if quick else 20_000)
+    request = _request(session)
+    random_part = rome_cost(session, request, layer, stats, 1)
+    results |= {f"{k}_random_init" if k.startswith("rome_edit") else f"random_init_{k}": v
+                for k, v in random_part.items()}
+    results |= stats_cost(session, layer, texts, 2_000 if quick else 20_000)
+    results |= trace_cost(session, plain, request, samples=10)
+    results["editing_model"] = f"gpt2 random-init, {session.n_layers} layers, d_model {session.info.d_model}"
+    try:
+        from workbench import load
+
+        fw = load("factworld", device="cpu")
+    except WorkbenchError as exc:
+        results["factworld"] = f"skipped: {exc}"
+        return results
+    from editing.rome import resolve_layer
+    from transformers import AutoModelForCausalLM
+
+    request = prepare(fw, EditRequest(PROMPT, "Eiffel Tower", "Rome"))
+    at = resolve_layer(fw, None, request)
+    fw_stats = layer_stats(fw, at)
+    results |= {f"{k}_factworld" if k.startswith("rome_edit") else f"factworld_{k}": v
+                for k, v in rome_cost(fw, request, at, fw_stats, 1 if quick else 2).items()}
+    fw_plain = AutoModelForCausalLM.from_pretrained(fw.source.directory, attn_implementation="eager").eval()
+    results |= {f"{k}_factworld": v for k, v in trace_cost(fw, fw_plain, request, 10, 1 if quick else 2).items()}
+    return results
+
+
+BENCHMARKS = {"editing": editing_speed}
