@@ -154,11 +154,14 @@ def compute_cov(session, layer: int, texts: list[str], tokens: int, batch_size: 
         for chunk in batches(len(pieces), batch_size, progress, desc=f"stats layer {layer}"):
             batch = encode(session, pieces[chunk])
             keys = run_to_sites(session, batch, [site], position="all")[site]  # (B, T, d_mlp), pads zeroed
-            mask = batch.attention_mask.to(keys.device).bool()
-            flat = keys[mask].float()  # (n, d_mlp)
-            flat = flat[: tokens - count]
-            total += (flat.T @ flat).double()
-            count += flat.shape[0]
+            n_real = int(batch.attention_mask.sum())
+            if count + n_real > tokens:  # last batch: keep only the tokens still wanted
+                flat = keys[batch.attention_mask.to(keys.device).bool()][: tokens - count]
+            else:  # zero rows (padding) add nothing to the sum
+                flat = keys.flatten(0, 1)
+            flat = flat.float()
+            total += torch.mm(flat.T, flat).double()
+            count += min(n_real, tokens - count)
             if count >= tokens:
                 break
     if count == 0:

@@ -68,6 +68,16 @@ class BlockInputs:
         return unembed_residual(session, hidden)
 
 
+def storing(stored: dict, names) -> list[tuple]:
+    """Forward hooks that keep each named site's tensor (detached) in ``stored``."""
+    def keep(name):
+        def hook(tensor, *, hook):  # noqa: ARG001
+            stored[name] = tensor.detach()
+            return tensor
+        return hook
+    return [(name, keep(name)) for name in names]
+
+
 def capture(session, batch: Batch, fwd_hooks: list | None = None) -> tuple[BlockInputs, Tensor]:
     """One forward over ``batch`` recording every block's arguments; returns them and the logits.
 

@@ -28,7 +28,7 @@ from workbench.generation import generate
 from workbench.lens import unembed_residual
 from workbench.tokens import subject_last_positions
 
-from editing.resume import capture
+from editing.resume import capture, storing
 from editing.scoring import target_batch
 
 log = logging.getLogger(__name__)
@@ -127,16 +127,9 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
     kl_pos = tb.prompt_last.to(device)[kl_t]
 
     stored: dict[str, Tensor] = {}
-
-    def keep(name):
-        def hook(tensor, *, hook):  # noqa: ARG001
-            stored[name] = tensor.detach()
-            return tensor
-        return hook
-
     init_site, resid_site = sites.site(site_kind, layer), sites.resid_post(layer)
     with torch.no_grad():
-        blocks, logits = capture(session, tb.batch, [(init_site, keep(init_site)), (resid_site, keep(resid_site))])
+        blocks, logits = capture(session, tb.batch, storing(stored, {init_site, resid_site}))
         kl_ref = logits[kl_rows, kl_pos].float().log_softmax(-1)  # (n, vocab)
     init = stored[init_site][first_rows, subj_pos[first_rows]].float()  # (n, d_model)
     base = stored[resid_site]

@@ -29,7 +29,7 @@ from workbench.errors import WorkbenchError
 from workbench.lens import target_token
 from workbench.tokens import encode, subject_span
 
-from editing.resume import capture
+from editing.resume import capture, storing
 from editing.targets import frozen_weights
 
 KINDS = ("resid", "mlp", "attn")
@@ -86,17 +86,10 @@ def _prepare(session, prompt: str, subject: str, target: str | None, kinds, samp
     span = subject_span(batch, 0, subject)
     n_layers = session.n_layers
     stored: dict[str, Tensor] = {}
-
-    def keep(name):
-        def hook(tensor, *, hook):  # noqa: ARG001
-            stored[name] = tensor.detach()
-            return tensor
-        return hook
-
     names = [sites.EMBED] + [sites.resid_pre(l) for l in range(n_layers)] + [sites.resid_post(n_layers - 1)]
     names += [sites.site(_SITE[k], l) for k in kinds if k in _SITE for l in range(n_layers)]
     with torch.no_grad():
-        blocks, logits = capture(session, batch, [(n, keep(n)) for n in names])
+        blocks, logits = capture(session, batch, storing(stored, names))
     last = int(batch.lengths[0]) - 1
     if target is None:
         target_id = int(logits[0, last].argmax())
@@ -135,15 +128,9 @@ def causal_trace(session, prompt: str, subject: str, target: str | None = None, 
     if method == "attribution":
         scores, corrupted_prob = _attribution(session, ids, mask, corrupt, clean, kinds, window, last, target_id)
     else:
-        def keep(name):
-            def hook(tensor, *, hook):  # noqa: ARG001
-                corrupted[name] = tensor.detach()
-                return tensor
-            return hook
-
         n_layers = session.n_layers
         names = [sites.resid_pre(l) for l in range(n_layers)] + [sites.resid_post(n_layers - 1)]
-        with torch.no_grad(), session.bridge.hooks(fwd_hooks=[(sites.EMBED, corrupt)] + [(n, keep(n)) for n in names]):
+        with torch.no_grad(), session.bridge.hooks(fwd_hooks=[(sites.EMBED, corrupt)] + storing(corrupted, names)):
             logits = session.forward(ids, mask)
         corrupted_prob = float(logits[:, last].float().softmax(-1)[:, target_id].mean())
         scores = _exact(session, blocks, clean, corrupted, kinds, span, window, last, target_id, samples,
