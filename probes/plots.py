@@ -34,6 +34,7 @@ def sweep_figure(result: SweepResult) -> Figure:
         ax.plot(layers, [s.extra[transfer] for s in result.layers], marker="D", lw=1.5, color=GREY,
                 label=f"on {result.test_dataset}")
     ax.axvline(result.best_layer, color=GREY, lw=1, ls=":")
+    ax.set_xticks(layers)
     ax.set_xlabel("layer")
     ax.set_ylabel(result.metric)
     ax.set_title(f"{result.method} probe on {result.dataset} ({result.position})")
