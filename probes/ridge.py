@@ -13,6 +13,7 @@ True
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -37,26 +38,42 @@ class RidgeFit:
     scale: Tensor  # (d,) feature standard deviations
 
 
-def _moments(x: Tensor, y: Tensor, fold: Tensor, n_folds: int, chunk: int = 4096):
-    """Per fold: Gram (F, d, d), X'Y (F, d, t), sums of x (F, d) and y (F, t), Y'Y diag (F, t), counts."""
+def _moments(x: Tensor, y: Tensor, order: Tensor, n_folds: int, chunk: int = 4096):
+    """Per fold: Gram (F, d, d), X'Y (F, d, t), sums of x (F, d) and y (F, t), Y'Y diag (F, t), counts.
+
+    Fold f is one contiguous block of the row permutation ``order``.
+    """
     d, t = x.shape[1], y.shape[1]
     dev = x.device
+    bounds = [round(i * len(order) / n_folds) for i in range(n_folds + 1)]
     gram = torch.zeros(n_folds, d, d, dtype=torch.float64, device=dev)
     xy = torch.zeros(n_folds, d, t, dtype=torch.float64, device=dev)
     sx = torch.zeros(n_folds, d, dtype=torch.float64, device=dev)
     sy = torch.zeros(n_folds, t, dtype=torch.float64, device=dev)
     yy = torch.zeros(n_folds, t, dtype=torch.float64, device=dev)
-    counts = torch.bincount(fold, minlength=n_folds).to(dev, torch.float64)
     for f in range(n_folds):
-        rows = (fold == f).nonzero().flatten()
-        for part in batches(len(rows), chunk, progress=False):
-            xb, yb = x[rows[part]], y[rows[part]]  # float32 products, float64 accumulation
-            gram[f] += (xb.T @ xb).double()
-            xy[f] += (xb.T @ yb).double()
-            sx[f] += xb.double().sum(0)
-            sy[f] += yb.double().sum(0)
+        for start in range(bounds[f], bounds[f + 1], chunk):
+            rows = order[start: min(start + chunk, bounds[f + 1])]
+            xb, yb = x[rows], y[rows]  # float32 products, float64 accumulation
+            gram[f] += xb.T @ xb
+            xy[f] += xb.T @ yb
+            sx[f] += xb.sum(0)
+            sy[f] += yb.sum(0)
             yy[f] += (yb.double() ** 2).sum(0)
+    counts = torch.tensor([bounds[f + 1] - bounds[f] for f in range(n_folds)], dtype=torch.float64, device=dev)
     return gram, xy, sx, sy, yy, counts
+
+
+@contextmanager
+def single_thread():
+    """One intra-op thread for the block: LAPACK's eigh is several times faster that way on a
+    small shared CPU (measured: 0.08 s vs 0.7 s for 768 x 768 on 2 busy cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _solve_all(gram_c: Tensor, xy_c: Tensor, alphas: Tensor) -> Tensor:
@@ -65,7 +82,8 @@ def _solve_all(gram_c: Tensor, xy_c: Tensor, alphas: Tensor) -> Tensor:
     The eigh runs in float32 (several times faster than float64 on CPU; the Gram is standardised
     and the smallest alpha keeps the spectrum away from zero); the moments stay in float64.
     """
-    evals, evecs = torch.linalg.eigh(gram_c.float())
+    with single_thread():
+        evals, evecs = torch.linalg.eigh(gram_c.float())
     evals, evecs = evals.double().clamp_min(0), evecs.double()
     proj = evecs.T @ xy_c  # (d, t)
     scaled = proj.unsqueeze(0) / (evals.unsqueeze(0) + alphas.unsqueeze(1)).unsqueeze(-1)  # (A, d, t)
@@ -77,41 +95,37 @@ def fit_ridge_cv(x: Float[Tensor, "n d"], y: Float[Tensor, "n targets"], alphas=
     """Ridge on standardised features, alpha chosen per target by ``n_folds``-fold CV."""
     n, d = x.shape
     y = y.unsqueeze(1) if y.dim() == 1 else y
-    alphas_t = torch.as_tensor(alphas, dtype=torch.float64)
-    fold = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) % n_folds
-    gram, xy, sx, sy, yy, counts = _moments(x, y, fold, n_folds)
+    alphas_t = torch.as_tensor(alphas, dtype=torch.float64, device=x.device)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    gram, xy, sx, sy, yy, counts = _moments(x, y.to(x), order, n_folds)
     g_all, xy_all, sx_all, sy_all, n_all = gram.sum(0), xy.sum(0), sx.sum(0), sy.sum(0), counts.sum()
     mean = sx_all / n_all
     scale = ((g_all.diagonal() / n_all - mean ** 2).clamp_min(0).sqrt()).clamp_min(1e-6)
     inv = 1.0 / scale
+    inv_outer = torch.outer(inv, inv)
 
-    def centred(g, xyv, sxv, syv, m):  # standardised Gram and X'Y of rows with these moments
-        gc = g - torch.outer(sxv, sxv) / m
-        xc = xyv - torch.outer(sxv, syv) / m
-        return gc * inv[:, None] * inv[None, :], xc * inv[:, None]
+    def solve(g, xyv, sxv, syv, m):  # raw-space weights (A, d, t) of rows with these moments
+        g_c = (g - torch.outer(sxv, sxv / m)) * inv_outer  # centred, standardised Gram
+        xy_c = (xyv - torch.outer(sxv, syv / m)) * inv[:, None]
+        return _solve_all(g_c, xy_c, alphas_t) * inv[None, :, None]
 
-    sse = torch.zeros(len(alphas_t), y.shape[1], dtype=torch.float64)
+    sse = torch.zeros(len(alphas_t), y.shape[1], dtype=torch.float64, device=x.device)
     for f in range(n_folds):
-        m_tr = n_all - counts[f]
-        g_tr, xy_tr, sx_tr, sy_tr = g_all - gram[f], xy_all - xy[f], sx_all - sx[f], sy_all - sy[f]
-        weights = _solve_all(*centred(g_tr, xy_tr, sx_tr, sy_tr, m_tr), alphas_t)  # (A, d, t) standardised
+        m_tr, n_f = n_all - counts[f], counts[f]
+        sx_tr, sy_tr = sx_all - sx[f], sy_all - sy[f]
+        w = solve(g_all - gram[f], xy_all - xy[f], sx_tr, sy_tr, m_tr)  # (A, d, t)
         mu_x, mu_y = sx_tr / m_tr, sy_tr / m_tr
-        # validation rows shifted by the training means, then standardised: x' = (x - mu_x) / scale
-        n_f = counts[f]
-        g_v = (gram[f] - torch.outer(sx[f], mu_x) - torch.outer(mu_x, sx[f]) + n_f * torch.outer(mu_x, mu_x))
-        g_v = g_v * inv[:, None] * inv[None, :]
-        xy_v = (xy[f] - torch.outer(sx[f], mu_y) - torch.outer(mu_x, sy[f]) + n_f * torch.outer(mu_x, mu_y))
-        xy_v = xy_v * inv[:, None]
-        yy_v = yy[f] - 2 * mu_y * sy[f] + n_f * mu_y ** 2  # (t,)
-        cross = (weights * xy_v.unsqueeze(0)).sum(1)  # (A, t)
-        quad = (weights * (g_v.unsqueeze(0) @ weights)).sum(1)  # (A, t)
-        sse += yy_v.unsqueeze(0) - 2 * cross + quad
+        # validation error of pred = (x - mu_x) w + mu_y from the fold's moments (bilinear in w)
+        w_mu = torch.einsum("adt,d->at", w, mu_x)
+        w_s = torch.einsum("adt,d->at", w, sx[f])
+        cross = (w * xy[f]).sum(1) - w_s * mu_y - w_mu * sy[f] + n_f * w_mu * mu_y  # Σ (x-μ)w · (y-μy)
+        quad = (w * (gram[f] @ w)).sum(1) - 2 * w_s * w_mu + n_f * w_mu ** 2  # Σ ((x-μ)w)²
+        yy_v = yy[f] - 2 * mu_y * sy[f] + n_f * mu_y ** 2
+        sse += yy_v - 2 * cross + quad
     cv_mse = sse / n_all
     best = cv_mse.argmin(0)  # (t,)
-    g_c, xy_c = centred(g_all, xy_all, sx_all, sy_all, n_all)
-    all_weights = _solve_all(g_c, xy_c, alphas_t)  # (A, d, t)
-    w_std = torch.stack([all_weights[best[j], :, j] for j in range(y.shape[1])])  # (t, d)
-    weight = w_std * inv.unsqueeze(0)  # raw feature space
+    all_weights = solve(g_all, xy_all, sx_all, sy_all, n_all)  # (A, d, t)
+    weight = torch.stack([all_weights[best[j], :, j] for j in range(y.shape[1])])  # (t, d) raw space
     bias = sy_all / n_all - weight @ mean
-    return RidgeFit(weight.float(), bias.float(), alphas_t[best].float(), alphas_t.float(), cv_mse.float(),
-                    mean.float(), scale.float())
+    return RidgeFit(weight.float().cpu(), bias.float().cpu(), alphas_t[best].float().cpu(),
+                    alphas_t.float().cpu(), cv_mse.float().cpu(), mean.float().cpu(), scale.float().cpu())

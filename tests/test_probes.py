@@ -111,7 +111,8 @@ def test_ridge_picks_the_right_alpha():
     assert fit.alpha[0] <= 1e-2  # noise-free target: (almost) no shrinkage
     assert fit.alpha[1] >= 1e2  # pure noise: strong shrinkage
     # the CV curve equals a direct 5-fold computation for one alpha (standardised features)
-    folds = torch.randperm(400, generator=torch.Generator().manual_seed(0)) % 5
+    folds = torch.empty(400, dtype=torch.long)  # fold f: the f-th block of a seeded permutation
+    folds[torch.randperm(400, generator=torch.Generator().manual_seed(0))] = torch.arange(400) * 5 // 400
     errors = []
     for f in range(5):
         tr, va = folds != f, folds == f
