@@ -99,7 +99,8 @@ def steering_curve(session, probe: Probe, dataset: ProbeDataset, alphas: Sequenc
     random_dirs = random_dirs / random_dirs.norm(dim=1, keepdim=True)
     rows = []
     for alpha in alphas:
-        sums = {"p_target": 0.0, "p_original": 0.0, "flip_rate": 0.0, "p_target_random": 0.0}
+        sums = {"p_target": 0.0, "p_original": 0.0, "flip_rate": 0.0, "p_target_random": 0.0,
+                "p_original_random": 0.0}
         for part in batches(len(pairs), batch_size, progress=False):
             chunk = pairs[part]
             idx = [i for i, _ in chunk]
@@ -116,5 +117,6 @@ def steering_curve(session, probe: Probe, dataset: ProbeDataset, alphas: Sequenc
             sums["p_original"] += float(probs[ar, originals].sum())
             sums["flip_rate"] += float((probs.argmax(-1) == targets).float().sum())
             sums["p_target_random"] += float(rand[ar, targets].sum())
+            sums["p_original_random"] += float(rand[ar, originals].sum())
         rows.append({"alpha": float(alpha)} | {k: v / len(pairs) for k, v in sums.items()})
     return CausalResult(probe.site, position, len(pairs), norm, tuple(rows))

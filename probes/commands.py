@@ -110,5 +110,6 @@ def _text(out: dict) -> str:
         lines.append(line + ("  <- best" if row["layer"] == out["best_layer"] else ""))
     for row in out.get("causal", {}).get("curve", []):
         lines.append(f"alpha {row['alpha']:>5}: P(target) {row['p_target']:.3f} (random dir "
-                     f"{row['p_target_random']:.3f})  P(original) {row['p_original']:.3f}  flips {row['flip_rate']:.2f}")
+                     f"{row['p_target_random']:.3f})  P(original) {row['p_original']:.3f} (random dir "
+                     f"{row['p_original_random']:.3f})  flips {row['flip_rate']:.2f}")
     return "\n".join(lines)

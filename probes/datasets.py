@@ -222,9 +222,13 @@ def load_file(path: str | Path, text_column: str | None = None, label_column: st
     if not rows:
         raise WorkbenchError(f"dataset {path} is empty: it has no rows")
     text = _pick_column(rows, text_column, TEXT_COLUMNS, "text", path)
-    value = None if label_column else _pick_column(rows, value_column, VALUE_COLUMNS, "value", path,
-                                                   required=bool(value_column))
-    label = None if value else _pick_column(rows, label_column, LABEL_COLUMNS, "label", path)
+    label = None if value_column else _pick_column(rows, label_column, LABEL_COLUMNS, "label", path,
+                                                   required=bool(label_column))
+    value = None if label else _pick_column(rows, value_column, VALUE_COLUMNS, "value", path, required=False)
+    if label is None and value is None:
+        raise WorkbenchError(f"{path}: no label column ('label', for classes) or value column ('value', for "
+                             f"regression); columns are {', '.join(rows[0])} (choose with --label-column or "
+                             f"--value-column)")
     entity = _pick_column(rows, entity_column, ENTITY_COLUMNS, "entity", path, required=bool(entity_column))
     subject = _pick_column(rows, subject_column, (), "subject", path, required=bool(subject_column))
     fields = {}

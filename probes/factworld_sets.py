@@ -2,7 +2,9 @@
 
 - ``country_set``: city or landmark -> its country, prompts that the model completes with the
   country (so the causal check can read the answer), read at the subject's last token;
-- ``continent_set``: city, landmark or country -> continent, same position;
+- ``continent_set``: city, landmark or country -> continent, same position, prompts asking for
+  the continent (a two-hop question for cities and landmarks: the corpus states continents of
+  countries only);
 - ``truth_set``: "The city of X is in Y." with the true country, and with a wrong one drawn from
   the other countries (seeded), read at the last token; grouped by city.
 
@@ -19,6 +21,7 @@ from probes.datasets import ProbeDataset, make_dataset
 CITY_PROMPT = "{} is located in the country of"
 LANDMARK_PROMPT = "The {} is located in the country of"
 CONTINENT_PROMPT = "{} is located in the continent of"
+LANDMARK_CONTINENT_PROMPT = "The {} is located in the continent of"
 TRUTH_TEMPLATE = "The city of {} is in {}."
 
 
@@ -59,7 +62,8 @@ def continent_set(min_count: int = 10) -> ProbeDataset:
     places = [p for p in places if p.continent in keep]
     classes = tuple(sorted(keep))
     subjects = tuple(p.subject[:1].upper() + p.subject[1:] if p.kind == "country" else p.subject for p in places)
-    texts = [CONTINENT_PROMPT.format(s) if p.kind == "country" else _prompt(p) for s, p in zip(subjects, places)]
+    texts = [(LANDMARK_CONTINENT_PROMPT if p.kind == "landmark" else CONTINENT_PROMPT).format(s)
+             for s, p in zip(subjects, places)]
     return make_dataset("factworld_continent", texts, [p.continent for p in places], [p.subject for p in places],
                         classes=classes, subjects=subjects,
                         default_position="subject_last", answers=tuple(" " + c for c in classes))

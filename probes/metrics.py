@@ -38,7 +38,8 @@ def _ranks(values: Tensor) -> Tensor:
 
 
 def classification_scores(scores: Float[Tensor, "n k"], labels: Int[Tensor, "n"]) -> dict[str, float]:
-    """Accuracy and AUC (binary) or one-vs-rest macro AUC over the classes present (multi-class)."""
+    """Accuracy, balanced accuracy (mean recall over the classes present) and AUC (binary) or
+    one-vs-rest macro AUC (multi-class)."""
     if scores.shape[1] == 1:
         pred = (scores[:, 0] > 0).long()
         area = auc(scores[:, 0], labels)
@@ -47,7 +48,9 @@ def classification_scores(scores: Float[Tensor, "n k"], labels: Int[Tensor, "n"]
         areas = [auc(scores[:, c] - scores.logsumexp(-1), (labels == c).long()) for c in labels.unique().tolist()]
         areas = [a for a in areas if not math.isnan(a)]
         area = sum(areas) / len(areas) if areas else math.nan
-    return {"accuracy": float((pred == labels).float().mean()), "auc": area}
+    recalls = [float((pred[labels == c] == c).float().mean()) for c in labels.unique().tolist()]
+    return {"accuracy": float((pred == labels).float().mean()), "balanced_accuracy": sum(recalls) / len(recalls),
+            "auc": area}
 
 
 def r2(pred: Float[Tensor, "n t"], target: Float[Tensor, "n t"]) -> Float[Tensor, "t"]:

@@ -79,6 +79,8 @@ def causal_figure(result: CausalResult, target_name: str = "steered-to answer") 
             label="same push, random direction")
     ax.plot(alphas, [r["p_original"] for r in result.rows], marker="^", lw=2, color=ORANGE,
             label="P(original answer), probe direction")
+    ax.plot(alphas, [r["p_original_random"] for r in result.rows], marker="v", lw=1.5, ls="--", color=ORANGE,
+            alpha=0.6, label="P(original answer), random direction")
     ax.set_xlabel("α (× mean activation norm)")
     ax.set_ylabel("probability")
     ax.set_title(f"Steering at {result.site} ({result.position})")

@@ -255,9 +255,31 @@ def _factworld_ready() -> bool:
     return (MODEL_DIR / "model.safetensors").exists()
 
 
+@pytest.fixture(scope="module")
+def country_sweep(tmp_path_factory):
+    if not _factworld_ready():
+        pytest.skip("factworld model not trained yet")
+    from workbench import load
+
+    session = load("factworld", device="cpu")
+    dataset = load_dataset("factworld_country")
+    return session, dataset, sweep(session, dataset, seeds=(0, 1), cache_dir=tmp_path_factory.mktemp("fw-cache"))
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not _factworld_ready(), reason="factworld model not trained yet")
-def test_factworld_country_probe_is_selective(factworld, tmp_path):
-    result = sweep(factworld, load_dataset("factworld_country"), seeds=(0, 1), cache_dir=tmp_path)
+def test_factworld_country_probe_is_selective(country_sweep):
+    _, _, result = country_sweep
     best = result.score(result.best_layer)
     assert best.selectivity > 0.2, result.to_dict()["layers"]
+    assert best.value > 0.4 and best.control < 0.35
+
+
+@pytest.mark.slow
+def test_factworld_steering_moves_the_answer(country_sweep):
+    from probes import steering_curve
+
+    session, dataset, result = country_sweep
+    curve = steering_curve(session, result.probe, dataset, alphas=(0.0, 2.0), n_prompts=32)
+    start, pushed = curve.rows
+    assert pushed["p_target"] > start["p_target"] + 0.05
+    assert pushed["p_target"] > pushed["p_target_random"] + 0.05  # not any push: this direction
