@@ -46,10 +46,15 @@ class CausalResult:
                 "activation_norm": self.norm, "curve": list(self.rows)}
 
 
-def _answer_tokens(session, dataset: ProbeDataset, probe: Probe) -> Tensor:
+def require_answers(dataset: ProbeDataset) -> None:
+    """A clear error, before any work, when ``dataset``'s classes are not model answers."""
     if dataset.answers is None or dataset.task != "classification":
         raise WorkbenchError(f"dataset {dataset.name!r} names no model answer per class: the causal check needs "
                              "classes that are answers (e.g. factworld_country)")
+
+
+def _answer_tokens(session, dataset: ProbeDataset, probe: Probe) -> Tensor:
+    require_answers(dataset)
     if tuple(probe.classes) != tuple(dataset.classes):
         raise WorkbenchError("the probe was trained on other classes than this dataset's")
     return torch.tensor([target_token(session, answer) for answer in dataset.answers])

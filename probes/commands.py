@@ -62,13 +62,15 @@ def cmd_probe(args):
     from workbench.plots import save_png
 
     from probes import plots
-    from probes.causal import steering_curve
+    from probes.causal import require_answers, steering_curve
     from probes.datasets import load_dataset
     from probes.store import ActivationStore
     from probes.sweep import sweep
 
     session = load_from_args(args)
     dataset = load_dataset(args.dataset, limit=args.limit, **_columns(args))
+    if args.causal:
+        require_answers(dataset)
     test_dataset = None if args.test_dataset is None else load_dataset(args.test_dataset, limit=args.limit)
     fit_options = {"l2": args.l2} if args.method in (None, "logistic") and dataset.task != "regression" else {}
     if args.method == "mass-mean":

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
 
 from workbench.errors import WorkbenchError
@@ -349,10 +349,3 @@ def limit_rows(dataset: ProbeDataset, limit: int, seed: int = 0) -> ProbeDataset
     if subset.task == "classification" and len(subset.labels.unique()) < 2:
         raise WorkbenchError(f"limit {limit} leaves a single class in {dataset.name!r}: raise the limit")
     return subset
-
-
-def labels_as_float(dataset: ProbeDataset) -> Float[Tensor, "n targets"]:
-    """Regression targets as ``(n, targets)`` float (one-hot for classification)."""
-    if dataset.task == "regression":
-        return dataset.labels
-    return torch.nn.functional.one_hot(dataset.labels, len(dataset.classes)).float()

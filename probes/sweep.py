@@ -132,6 +132,7 @@ def sweep_activations(x: Float[Tensor, "layers n d"], dataset: ProbeDataset, lay
     for run, seed in enumerate(seeds):
         train, test = split(dataset, test_fraction, seed)
         n_train, n_test = len(train), len(test)
+        log.info("%s: seed %d, %d train / %d test rows, %d layers", dataset.name, seed, n_train, n_test, len(layers))
         if run == 0 or not fixed:  # a fixed split gives the same task probe for every seed
             probes = fit_probes(x[:, train], y[train], dataset.classes, sites, method,
                                 metadata={"dataset": dataset.name, "seed": seed}, **fit_options)
