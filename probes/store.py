@@ -1,7 +1,8 @@
 """Activations of a dataset, cached on disk so that a sweep re-run costs no forward pass.
 
-Key: (weights hash, dataset hash, position, site). Each site is one ``.npy`` file written batch
-by batch into a memory map (memory stays bounded for large sets) and renamed into place when
+Key: (weights hash, hash of the dataset's texts and subjects, position, site), so relabelling
+the same rows costs no forward pass either. Each site is one ``.npy`` file written batch by
+batch into a memory map (memory stays bounded for large sets) and renamed into place when
 complete, so a reader never sees a half-written file. The cache lives in
 ``$WORKBENCH_CACHE/activations`` (default ``~/.cache/open-weights-workbench/activations``).
 
@@ -82,7 +83,8 @@ class ActivationStore:
     def directory(self) -> Path:
         if self._weights_hash is None:
             self._weights_hash = self.session.weights_hash()
-        key = hashlib.sha256(f"{self._weights_hash}|{self.dataset.hash}|{self.position}".encode()).hexdigest()[:24]
+        key = f"{self._weights_hash}|{self.dataset.input_hash}|{self.position}"
+        key = hashlib.sha256(key.encode()).hexdigest()[:24]
         return self._root / key
 
     def _path(self, site: str) -> Path:
@@ -127,7 +129,7 @@ class ActivationStore:
                 maps[name].flush()
                 del maps[name]
                 os.replace(tmp[name], self._path(name))
-            write_json(directory / "meta.json", {"dataset": self.dataset.name, "dataset_hash": self.dataset.hash,
+            write_json(directory / "meta.json", {"dataset": self.dataset.name, "input_hash": self.dataset.input_hash,
                                                  "weights_hash": self._weights_hash, "position": self.position,
                                                  "rows": n, "d_model": d, "model": self.session.name})
         finally:
