@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +26,7 @@ from workbench.errors import WorkbenchError
 from workbench.io import write_bytes, write_json
 
 from probes.optim import fit_logistic
-from probes.ridge import ALPHAS, fit_ridge_cv
+from probes.ridge import ALPHAS, fit_ridge_cv, single_thread
 
 METHODS = ("logistic", "mass-mean", "ridge")
 
@@ -169,13 +170,16 @@ def fit_probes(x: Float[Tensor, "layers n d"], y: Tensor, classes: Sequence[str]
     meta |= {"l2": l2} if method == "logistic" else {"whiten": whiten}
     # On a GPU all layers run as one tensor program; on a CPU layer by layer, so that one layer's
     # rows stay in the cache across iterations (measured ~2x faster than streaming all layers).
-    groups = [slice(0, x.shape[0])] if x.device.type != "cpu" else [slice(i, i + 1) for i in range(x.shape[0])]
+    # Small matrix-vector steps gain nothing from a second thread and lose much on a busy CPU.
+    cpu = x.device.type == "cpu"
+    groups = [slice(i, i + 1) for i in range(x.shape[0])] if cpu else [slice(0, x.shape[0])]
     out = []
     for group in groups:
         norm = Normaliser.fit(x[group])
         z = norm(x[group])
         if method == "logistic":
-            w, b = fit_logistic(z, y, len(classes), l2=l2)
+            with single_thread() if cpu else nullcontext():
+                w, b = fit_logistic(z, y, len(classes), l2=l2)
         else:
             w, b = _mass_mean(z, y, len(classes), whiten)
         w, b = norm.fold(w, b)
