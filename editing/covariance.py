@@ -147,8 +147,9 @@ def compute_cov(session, layer: int, texts: list[str], tokens: int, batch_size: 
     total = torch.zeros(d, d, dtype=torch.float64, device=session.device)
     count = 0
     tokenizer = session.tokenizer
-    max_len = min(max_len, session.info.n_ctx)
-    pieces = [tokenizer.decode(ids[:max_len]) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    max_len = min(max_len, session.info.n_ctx - 4)  # margin: BOS, and re-tokenising a cut text can add a token
+    pieces = [tokenizer.decode(ids[i:i + max_len]) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]
+              for i in range(0, len(ids), max_len)]  # long texts: consecutive windows, nothing dropped
     pieces = [p for p in pieces if p.strip()]
     with torch.no_grad():
         for chunk in batches(len(pieces), batch_size, progress, desc=f"stats layer {layer}"):

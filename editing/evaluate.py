@@ -1,10 +1,11 @@
 """CounterFact-style evaluation of edit requests, before and after an edit.
 
-Per request: efficacy (P(new) > P(true) on the prompt) and its magnitude (P(new) − P(true)),
-paraphrase success (the same on paraphrases), neighbourhood success (neighbours still prefer
-their own answer to the new target), two-hop consistency (the top token after a two-hop prompt
-starts the expected answer) and fluency (weighted bi/tri-gram entropy of greedy generations,
-as in ROME). Probabilities are of the whole answer (all its tokens, teacher-forced).
+Per request: efficacy (the new answer beats the true one on the prompt) and its magnitude
+(P(new) − P(true), whole answers), paraphrase success (the same on paraphrases), neighbourhood
+success (neighbours still prefer their own answer to the new target), two-hop consistency (the
+top token after a two-hop prompt starts the expected answer) and fluency (weighted bi/tri-gram
+entropy of greedy generations, as in ROME). As in CounterFact, "beats" compares the answers'
+mean log-probability per token (teacher-forced), so answers of different lengths compare fairly.
 
 >>> # scores = evaluate(session, [request]); scores.means["efficacy"]
 """
@@ -15,11 +16,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
-
 from workbench.generation import generate
 
-from editing.scoring import score, top_tokens
+from editing.scoring import score_tokens, top_tokens
 
 METRICS = ("efficacy", "efficacy_margin", "paraphrase", "neighborhood", "two_hop", "fluency")
 
@@ -93,7 +92,8 @@ def evaluate(session, requests: Sequence, fluency_prompts: int = 1, batch_size: 
             if answer is not None:
                 add(i, "nb_keep", p, answer)
                 add(i, "nb_new", p, r.target_new)
-    logp = score(session, prompts, targets, batch_size) if prompts else torch.zeros(0)
+    logp, n_tok = score_tokens(session, prompts, targets, batch_size)
+    mean_logp = logp / n_tok.clamp(min=1)
     hop_prompts = [(i, p, a) for i, r in enumerate(requests) for p, a in r.two_hop]
     hop_ids = top_tokens(session, [p for _, p, _ in hop_prompts], batch_size)[0] if hop_prompts else []
     _, tops = top_tokens(session, [r.text for r in requests], batch_size)
@@ -101,14 +101,15 @@ def evaluate(session, requests: Sequence, fluency_prompts: int = 1, batch_size: 
     for i, r in enumerate(requests):
         mine = {k: [] for k in ("new", "true", "para_new", "para_true", "nb_keep", "nb_new")}
         for j in (j for j, o in enumerate(owners) if o == i):
-            mine[kinds[j]].append(float(logp[j]))
-        p_new, p_true = math.exp(mine["new"][0]), math.exp(mine["true"][0])
+            mine[kinds[j]].append(float(mean_logp[j]))
+        j_new = owners.index(i)  # rows "new" then "true" come first for each request
+        p_new, p_true = math.exp(float(logp[j_new])), math.exp(float(logp[j_new + 1]))
         para = [a > b for a, b in zip(mine["para_new"], mine["para_true"])]
         nb = [a > b for a, b in zip(mine["nb_keep"], mine["nb_new"])]
         hops = [hop_ids[j] == session.token_ids(a)[0] for j, (o, _, a) in enumerate(hop_prompts) if o == i]
         flu = fluency(session, [r.text, *r.paraphrases][:fluency_prompts]) if fluency_prompts else None
         rows.append(RequestScores(
-            r.text, tops[i], p_new, p_true, float(p_new > p_true), p_new - p_true,
+            r.text, tops[i], p_new, p_true, float(mine["new"][0] > mine["true"][0]), p_new - p_true,
             sum(para) / len(para) if para else None, sum(nb) / len(nb) if nb else None,
             sum(hops) / len(hops) if hops else None, flu))
     return Scores(tuple(rows))

@@ -28,13 +28,13 @@ from editing.targets import DeltaHparams, average_keys, context_prefixes, optimi
 
 log = logging.getLogger(__name__)
 
-# model name (hub id or its last part) -> the MLP layer ROME edits by default
+# model name (last part of the hub id, lower case) -> the MLP layer ROME edits by default (from the ROME
+# and EasyEdit hyperparameter files); any other model: the causal-trace peak (``--layer auto``)
 DEFAULT_LAYERS: dict[str, int] = {
-    "gpt2-xl": 17, "gpt2-large": 12, "gpt2-medium": 8, "gpt2": 5,
-    "gpt-j-6b": 5, "gpt-neox-20b": 15, "pythia-6.9b": 8, "pythia-2.8b": 8, "pythia-1.4b": 6,
-    "llama-2-7b-hf": 5, "meta-llama-3-8b": 5, "mistral-7b-v0.1": 5, "qwen2.5-7b": 5,
+    "gpt2-xl": 17, "gpt2-large": 12, "gpt2-medium": 8, "gpt-j-6b": 5, "gpt-neox-20b": 15,
+    "llama-2-7b-hf": 5, "meta-llama-3-8b": 5, "meta-llama-3-8b-instruct": 5,
 }
-FACTWORLD_LAYER: int | None = None  # set from the factworld causal trace (None: trace each time)
+FACTWORLD_LAYER: int | None = 0  # the peak of factworld's causal trace at the subject's last token
 
 
 @dataclass(frozen=True)

@@ -59,15 +59,24 @@ def sequence_logprobs(logits: Float[Tensor, "batch pos vocab"], tb: TargetBatch)
     return (picked * tb.mask.to(logp.device)).sum(-1)
 
 
-def score(session, prompts: Sequence[str], targets: Sequence[str], batch_size: int = 64) -> Float[Tensor, "n"]:
-    """log P(target | prompt) for each pair (CPU float32)."""
-    out = []
+def score_tokens(session, prompts: Sequence[str], targets: Sequence[str],
+                 batch_size: int = 64) -> tuple[Float[Tensor, "n"], Int[Tensor, "n"]]:
+    """``(log P(target | prompt), number of target tokens)`` for each pair (CPU)."""
+    out, lengths = [], []
     with torch.no_grad():
         for chunk in batches(len(prompts), batch_size):
             tb = target_batch(session, prompts[chunk], targets[chunk])
             logits = session.forward(tb.batch.input_ids, tb.batch.attention_mask)
             out.append(sequence_logprobs(logits, tb).cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+            lengths.append(tb.mask.sum(-1))
+    if not out:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long)
+    return torch.cat(out), torch.cat(lengths)
+
+
+def score(session, prompts: Sequence[str], targets: Sequence[str], batch_size: int = 64) -> Float[Tensor, "n"]:
+    """log P(target | prompt) for each pair (CPU float32)."""
+    return score_tokens(session, prompts, targets, batch_size)[0]
 
 
 def top_tokens(session, prompts: Sequence[str], batch_size: int = 64) -> tuple[list[int], list[str]]:
