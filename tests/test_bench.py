@@ -8,3 +8,10 @@ def test_core_bench_quick_reports_ratios():
     result = core_speed(quick=True)
     assert result["capture_overhead"] > 0 and result["stop_early_ratio"] > 0
     assert "4 layers" in result["core_model"]
+
+
+def test_bench_leaves_autograd_on():
+    import torch
+
+    core_speed(quick=True)
+    assert torch.is_grad_enabled()

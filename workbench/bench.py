@@ -13,6 +13,10 @@ from typing import Callable
 
 import torch
 
+from workbench import sites
+from workbench.activations import collect
+from workbench.tokens import encode
+
 BENCH_MODULES = ("workbench.bench", "editing.bench", "probes.bench")
 
 
@@ -48,12 +52,8 @@ def bench_prompts(n: int = 64) -> list[str]:
     return [f"{subjects[i % len(subjects)]} {tails[i % len(tails)]} and {i} more words here" for i in range(n)]
 
 
+@torch.no_grad()
 def core_speed(quick: bool = False) -> dict:
-    from workbench import sites
-    from workbench.activations import collect
-    from workbench.tokens import encode
-
-    torch.set_grad_enabled(False)
     session, plain, _ = gpt2_small_session(quick)
     prompts = bench_prompts()
     batch = encode(session, prompts)
