@@ -95,7 +95,7 @@ def edit(session, requests: EditRequest | Sequence[EditRequest], method: str = "
         layers = (last,)
     else:
         layers = memit.default_layers(session, last, memit_span)
-        hp = memit.MemitHparams(layers, mom2_weight if mom2_weight is not None else memit.MemitHparams.mom2_weight,
+        hp = memit.MemitHparams(layers, mom2_weight if mom2_weight is not None else memit.default_mom2_weight(session),
                                 n_prefixes, delta, no_cov)
         stats = {layer_: get_stats(session, layer_, no_cov=no_cov, **stats_kwargs) for layer_ in layers}
         records = [memit.compute_and_apply(session, requests, hp, seed, prefixes, stats)]

@@ -42,6 +42,13 @@ class MemitHparams:
         return asdict(self)
 
 
+FACTWORLD_MOM2_WEIGHT = 100.0  # λ for factworld's small MLPs (15000, tuned for GPT-J, leaves its edits at ES 0)
+
+
+def default_mom2_weight(session) -> float:
+    return FACTWORLD_MOM2_WEIGHT if session.source.kind == "factworld" else MemitHparams.mom2_weight
+
+
 def default_layers(session, last: int, span: int = 5) -> tuple[int, ...]:
     """``span`` consecutive layers ending at ``last`` (clipped at layer 0)."""
     last = check_layer(last, session.n_layers)
