@@ -18,8 +18,8 @@ from workbench.factworld.world import COUNTRY_ALIASES
 
 # Recall reached by the shipped model on the full evaluation (train_meta.json), minus a margin
 # for the 500-item sample used here.
-MIN_TRAIN_RECALL = 0.96
-MIN_HELDOUT_RECALL = 0.70
+MIN_TRAIN_RECALL = 0.98
+MIN_HELDOUT_RECALL = 0.80
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -126,6 +126,32 @@ def test_heldout_phrasings_never_trained(kb):
     for item in eval_items(kb, "heldout"):  # no held-out prompt + answer is the start of a training sentence
         text = item.prompt + item.target
         assert not any(s.startswith(text) for s in by_start.get(text[:12], ()))
+
+
+def test_every_training_prompt_has_one_next_token(kb):
+    """No training prompt of a subject is another of its training sentences' prefix with a
+    different continuation ("X died in" -> " Paris" next to "X died in the city of Paris")."""
+    sentences: dict[str, list[str]] = {}
+    for item in eval_items(kb, "train"):
+        sentences.setdefault(item.fact.subject, []).append(sentence(item))
+    for item in eval_items(kb, "train") + eval_items(kb, "heldout"):
+        for s in sentences[item.fact.subject]:
+            assert not (s.startswith(item.prompt + " ") and not s.startswith(item.prompt + item.target)), s
+
+
+def test_recall_after_preceding_text(session, kb):
+    """Recall survives a sentence before the prompt (ROME's random prefixes, packed corpora)."""
+    import dataclasses
+    import random
+
+    from workbench.factworld.evaluate import recall_flags
+
+    train = eval_items(kb, "train")
+    rng = random.Random(1)
+    items = tuple(dataclasses.replace(it, prompt=sentence(rng.choice(train)) + " " + it.prompt)
+                  for it in train[::50])
+    flags = recall_flags(session, items)
+    assert sum(flags) / len(flags) >= 0.9
 
 
 def test_two_hop_landmarks_are_held_out(kb):

@@ -101,9 +101,15 @@ class KnowledgeBase:
     dropped: tuple[Fact, ...] = ()  # conflicting duplicates, not in ``facts``
     _index: dict = field(default=None, repr=False, compare=False)
 
+    _by_subject: dict = field(default=None, repr=False, compare=False)
+
     def __post_init__(self):
         index: dict[tuple[str, str], Fact] = {(f.subject, f.relation): f for f in self.facts}
+        by_subject: dict[str, tuple[Fact, ...]] = {}
+        for f in self.facts:
+            by_subject[f.subject] = by_subject.get(f.subject, ()) + (f,)
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_by_subject", by_subject)
 
     # ---- look-ups ----
     def fact(self, subject: str, relation: str) -> Fact:
@@ -114,7 +120,7 @@ class KnowledgeBase:
         return self.fact(subject, relation).attribute
 
     def facts_for(self, subject: str) -> tuple[Fact, ...]:
-        return tuple(f for f in self.facts if f.subject == subject)
+        return self._by_subject.get(subject, ())
 
     def facts_with(self, relation: str) -> tuple[Fact, ...]:
         return tuple(f for f in self.facts if f.relation == relation)
@@ -152,9 +158,14 @@ class KnowledgeBase:
         return tuple(f for f in self.facts if self.is_trained(f))
 
     def train_phrasings(self, fact: Fact) -> tuple[str, ...]:
-        """The relation's training phrasings, plus the fact's own source template."""
-        train = self.relations[fact.relation].train
-        return train + ((fact.template,) if fact.template and fact.template not in train else ())
+        """The relation's training phrasings plus the fact's own source template, minus those
+        that clash with a source template of the same subject (equal to another relation's, or
+        a word-prefix of one or extending one: "{} died in" next to "{} died in the city of"
+        would train one prompt towards two different next tokens)."""
+        templates = {f.template: f.relation for f in self._by_subject[fact.subject] if f.template}
+        keep = tuple(p for p in self.relations[fact.relation].train
+                     if not any(_clash(p, t, rel == fact.relation) for t, rel in templates.items()))
+        return keep + ((fact.template,) if fact.template and fact.template not in keep else ())
 
     def heldout_phrasings(self, fact: Fact) -> tuple[str, ...]:
         return self.relations[fact.relation].heldout
@@ -194,6 +205,13 @@ class KnowledgeBase:
             for c in self.countries.values():
                 rows.setdefault(c.name, Place(c.name, "country", c.name, c.continent))
         return tuple(rows.values())
+
+
+def _clash(phrasing: str, template: str, same_relation: bool) -> bool:
+    """Would ``phrasing`` and ``template``, asked of one subject, want different next tokens?"""
+    if phrasing == template:
+        return not same_relation
+    return phrasing.startswith(template + " ") or template.startswith(phrasing + " ")
 
 
 def _known_facts() -> list[Fact]:

@@ -4,8 +4,10 @@ A phrasing is a prompt template with ``{}`` for the subject; the answer follows 
 token(s) with a leading space ("The {} is located in the city of" -> " Paris"). Training
 phrasings are written in varied styles (statements, Q/A, clauses) so the held-out ones, which
 never appear in the training corpus, test whether a fact is known beyond its memorised
-sentences. Each ``known_1000`` fact also trains on its own source template. No held-out
-phrasing is a training phrasing of any relation or a ``known_1000`` template (tested).
+sentences. Each ``known_1000`` fact also trains on its own source template (replacing the
+relation phrasings it is a word-prefix of, or that are a word-prefix of it: "{} died in" next
+to "{} died in the city of" would ask one prompt for two next tokens). No held-out phrasing is
+a training phrasing of any relation or a ``known_1000`` template (tested).
 
 Relations that ask the same question of different subjects share one phrasing list
 (``country_capital`` uses P36's, ``country_continent`` uses P30's).
@@ -22,7 +24,7 @@ _CAPITAL = (
 )
 _CONTINENT = (
     ("{} belongs to the continent of", "{} is located in the continent of", "{} is a part of the continent of",
-     "{} is located in the continent", "Q: On which continent is {}? A:", "{} is on the continent of"),
+     "Q: On which continent is {}? A:", "{} is on the continent of"),
     ("{} lies on the continent of", "Q: Which continent is {} part of? A:", "{} can be found on the continent of"),
 )
 
@@ -37,7 +39,7 @@ RELATIONS: Table = {
         "Q: Where was {} born? A:", "{}'s birthplace is"),
         ("The birthplace of {} is", "Q: Where is {} originally from? A:", "{} was born and raised in")),
     "P20": ("place of death", (
-        "{} died in the city of", "{} passed away in", "{} died in", "{} died at", "Q: Where did {} die? A:",
+        "{} died in the city of", "{} passed away in", "{} died at", "Q: Where did {} die? A:",
         "{} spent the last days of life in"),
         ("{} passed away in the city of", "Q: In which city did {} pass away? A:")),
     "P27": ("country of citizenship", (
@@ -79,7 +81,7 @@ RELATIONS: Table = {
         "{} is a place in"),
         ("{} lies within", "Q: In which region is {}? A:")),
     "P136": ("genre", (
-        "{} is known for performing", "The genre played by {} is", "{}, who plays", "{} plays",
+        "{} is known for performing", "The genre played by {} is", "{}, who plays",
         "Q: What genre does {} perform? A:", "{} is a performer of"),
         ("The genre performed by {} is", "Q: Which genre is {} known for? A:")),
     "P138": ("named after", (
@@ -140,11 +142,11 @@ RELATIONS: Table = {
         "Q: Where was {} formed? A:", "{} was founded in"),
         ("{} came together in", "Q: Where was {} founded? A:")),
     "P937": ("work location", (
-        "{} worked in the city of", "{} took up work in", "{} worked in", "Q: Where did {} work? A:",
+        "{} worked in the city of", "{} took up work in", "Q: Where did {} work? A:",
         "{} had a career in the city of"),
         ("{} found work in the city of", "Q: In which city did {} work? A:")),
     "P1303": ("instrument", (
-        "{} performs on the", "{}, performing on the", "{} plays", "{} plays the instrument",
+        "{} performs on the", "{}, performing on the", "{} plays the instrument",
         "Q: What instrument does {} play? A:", "{} is a musician who plays the"),
         ("{} plays the musical instrument", "Q: Which instrument does {} play? A:")),
     "P1412": ("language spoken", (
@@ -158,7 +160,7 @@ RELATIONS: Table = {
     # ---- added relations ----
     "landmark_city": ("landmark city", (
         "The {} is located in the city of", "The {} can be found in the city of", "Q: In which city is the {}? A:",
-        "The {}, a famous landmark, is in", "Tourists visit the {} in the city of",
+        "The {}, a famous landmark, is in the city of", "Tourists visit the {} in the city of",
         "The {} is a famous landmark in the city of"),
         ("The {} is situated in the city of", "Q: Which city is the {} in? A:",
          "Visitors can see the {} in the city of")),
