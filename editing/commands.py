@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli import add_json_option, load_from_args
+from workbench.cli import add_json_option, add_report_option, load_from_args
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -20,6 +20,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default=None, metavar="FILE.png", help="save the heatmaps")
     add_json_option(p)
+    add_report_option(p)
     p.set_defaults(handler=cmd_trace)
 
     p = subparsers.add_parser("stats", parents=[common], help="precompute MLP key statistics for editing")
@@ -36,6 +37,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     _edit_options(p)
     p.add_argument("--save", default=None, metavar="DIR", help="write the edited model (HF format + edits.json)")
     add_json_option(p)
+    add_report_option(p)
     p.set_defaults(handler=cmd_edit)
 
     p = subparsers.add_parser("edit-bench", parents=[common], help="edit the benchmark requests and score them")
@@ -77,7 +79,14 @@ def cmd_trace(args):
         layer, token = result.peak(kind)
         lines.append(f"{kind:>5}: peak {float(result.scores[kind][layer, token]):.3f} at layer {layer}, "
                      f"token {result.tokens[token]!r}")
-    return result.to_dict(), "\n".join(lines)
+
+    def report():  # drawn only for --report
+        from workbench.report import ModelCard, Report, trace_section
+
+        return Report(f"Causal trace: {args.subject}", (ModelCard.from_session(session),),
+                      (trace_section(result.to_dict(), plots.png_bytes(plot(result))),))
+
+    return result.to_dict(), "\n".join(lines), report
 
 
 def cmd_stats(args):
@@ -105,6 +114,7 @@ def cmd_edit(args):
     else:
         raise WorkbenchError("give --prompt, --subject and --target, or --requests F.jsonl")
     session = load_from_args(args)
+    base_hash = session.weights_hash() if args.report else None  # for the report's model card
     kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}
     result = edit(session, requests, args.method, args.layer, no_cov=args.no_cov, seed=args.seed, **kwargs)
     out = result.to_dict()
@@ -115,7 +125,14 @@ def cmd_edit(args):
             f"{b['top_token']!r} -> {a['top_token']!r}, P(new) {b['target_prob']:.3f} -> {a['target_prob']:.3f}\n"
             + "  ".join(f"{k} {v:.2f}" for k, v in m.items() if v is not None)
             + (f"\nsaved to {out['saved']}" if args.save else ""))
-    return out, text
+
+    def report():
+        from workbench.report import ModelCard, Report, edit_section
+
+        card = ModelCard.from_session(session, base_weights_hash=base_hash)
+        return Report(f"Edit: {requests[0].subject} ->{requests[0].target_new}", (card,), (edit_section(out),))
+
+    return out, text, report
 
 
 def cmd_edit_bench(args):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli import add_json_option, load_from_args
+from workbench.cli import add_json_option, add_report_option, load_from_args
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -42,6 +42,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     for column in ("text", "label", "value", "entity", "subject"):
         p.add_argument(f"--{column}-column", default=None, help=f"user data: name of the {column} column")
     add_json_option(p)
+    add_report_option(p)
     p.set_defaults(handler=cmd_probe)
 
 
@@ -96,7 +97,18 @@ def cmd_probe(args):
         out["causal"] = curve.to_dict()
         if args.causal_plot:
             save_png(plots.causal_figure(curve), args.causal_plot)
-    return out, _text(out)
+
+    def report():  # drawn only for --report
+        from workbench.plots import png_bytes
+        from workbench.report import ModelCard, Report, sweep_section
+
+        images = [png_bytes(plots.sweep_figure(result))]
+        if args.causal:
+            images.append(png_bytes(plots.causal_figure(curve)))
+        return Report(f"Probe sweep: {dataset.name}", (ModelCard.from_session(session),),
+                      (sweep_section(out, images),))
+
+    return out, _text(out), report
 
 
 def _text(out: dict) -> str:

@@ -51,6 +51,40 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
                         help="write the result as JSON (to FILE, or stdout without one)")
 
 
+def add_report_option(parser: argparse.ArgumentParser) -> None:
+    """``--report F.html``: the command's handler returns a third item, a :class:`workbench.report.Report`
+    (or a function making one, so figures are drawn only when asked); :func:`main` writes it."""
+    parser.add_argument("--report", default=None, metavar="F.html",
+                        help="also write a self-contained HTML report (model card, results, the command to rerun)")
+
+
+def reproduce_command(argv: list[str]) -> str:
+    """The command line that was run, without ``--report`` and ``--json`` (and their values)."""
+    import shlex
+
+    def dropped(arg: str) -> str | None:  # argparse also accepts unambiguous prefixes (--rep)
+        name = arg.split("=", 1)[0]
+        return next((o for o in ("--report", "--json") if len(name) > 3 and o.startswith(name)), None)
+
+    kept, i = [], 0
+    while i < len(argv):
+        option = dropped(argv[i])
+        if option is None:
+            kept.append(argv[i])
+        elif "=" not in argv[i] and i + 1 < len(argv) and (option == "--report" or not argv[i + 1].startswith("-")):
+            i += 1  # its value
+        i += 1
+    return shlex.join(["workbench", *kept])
+
+
+def _write_report(args, outcome: tuple, argv: list[str]) -> None:
+    if len(outcome) < 3 or outcome[2] is None:
+        raise WorkbenchError(f"`workbench {args.command}` cannot write a report")
+    report = outcome[2]() if callable(outcome[2]) else outcome[2]
+    path = report.with_command(reproduce_command(argv)).save(args.report)
+    print(f"report written to {path}", file=sys.stderr if getattr(args, "json", None) == "-" else sys.stdout)
+
+
 def optional_modules(names: tuple[str, ...]):
     """Import each module in ``names`` that is installed; a module that is absent is skipped."""
     for name in names:
@@ -102,13 +136,16 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.debug:
         _quiet_libraries()
     try:
-        result, text = args.handler(args)
-        _emit(args, result, text)
+        outcome = args.handler(args)  # (result, text) or (result, text, report)
+        _emit(args, outcome[0], outcome[1])
+        if getattr(args, "report", None):
+            _write_report(args, outcome, argv)
         return 0
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli import add_json_option
+from workbench.cli import add_json_option, add_report_option
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -13,6 +13,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--revert", default=None, metavar="OUT",
                    help="for a rank-one edit: write the reconstructed base weights to this new directory")
     add_json_option(p)
+    add_report_option(p)
     p.set_defaults(handler=cmd_diff)
 
 
@@ -38,4 +39,11 @@ def cmd_diff(args):
             lines.append(f"reverted weights written to {out}; largest difference from the base: {worst:.3g}")
     elif args.revert:
         lines.append("--revert needs a single rank-one edit; nothing written")
-    return result, "\n".join(lines)
+
+    def report():  # the checkpoints are not loaded: their cards hash the weight files
+        from workbench.report import ModelCard, Report, diff_section
+
+        cards = (ModelCard.from_checkpoint(args.base, "base"), ModelCard.from_checkpoint(args.edited, "edited"))
+        return Report(f"Weight diff: {args.edited} against {args.base}", cards, (diff_section(result),))
+
+    return result, "\n".join(lines), report

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator
 
 from workbench.app import backends
 from workbench.errors import WorkbenchError
+from workbench.report import Section
+from workbench.report import table as as_table
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +38,12 @@ class EditEntry:
 
 
 @dataclass(frozen=True)
-class ReportEntry:
-    """One thing run in a browser session, ready to be written into the HTML report."""
-
-    title: str
-    text: str = ""
-    table: tuple[tuple[str, ...], ...] = ()  # first row is the header
-    images: tuple[bytes, ...] = ()  # PNG bytes
-
-
-@dataclass(frozen=True)
 class Workspace:
     """Everything one browser session owns: its model choice, its edits and its report log."""
 
     model: str
     edits: tuple[EditEntry, ...] = ()
-    log: tuple[ReportEntry, ...] = ()
+    log: tuple[Section, ...] = ()  # report sections (workbench.report), oldest first
     next_id: int = 1
 
     def with_model(self, spec: str) -> "Workspace":
@@ -73,8 +65,9 @@ class Workspace:
                                  f"{', '.join('#' + str(e.id) for e in self.edits)})")
         return dataclasses.replace(self, edits=tuple(e for e in self.edits if e.id != edit_id))
 
-    def record(self, title: str, text: str = "", table=(), images=()) -> "Workspace":
-        entry = ReportEntry(title, text, tuple(tuple(str(c) for c in row) for row in table), tuple(images))
+    def record(self, title: str, text: str = "", table=(), images=(), command: str | None = None) -> "Workspace":
+        """Add a result to this browser's report (``table``: rows, first the header; ``images``: PNG bytes)."""
+        entry = Section(title, "app", text, (as_table(table),) if table else (), tuple(images), command)
         return dataclasses.replace(self, log=(self.log + (entry,))[-MAX_LOG:])
 
 

@@ -1,10 +1,29 @@
-"""Report tab: everything run in this browser session, as one self-contained HTML file."""
+"""Report tab: everything run in this browser session, as one self-contained HTML file.
+
+The file is built by the core report builder (:mod:`workbench.report`, the same one as the CLI's
+``--report``): a model card with the hashes, then one section per result, in order.
+"""
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import gradio as gr
 
-from workbench.app import report
 from workbench.app.context import AppContext
+from workbench.report import ModelCard, Report
+
+TITLE = "Open Weights Workbench: session report"
+
+
+def session_report(workspace, card: ModelCard) -> Report:
+    """The report of one browser session: its model card and every result it recorded."""
+    return Report(TITLE, (card,), workspace.log, empty_note="Nothing has been run in this session yet.")
+
+
+def report_path(folder: Path) -> Path:
+    """A new file name under ``folder`` (time-stamped, unique within the process)."""
+    return Path(folder) / f"report-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.html"
 
 
 def build(ctx: AppContext) -> None:
@@ -22,7 +41,11 @@ def build(ctx: AppContext) -> None:
         return f"{len(workspace.log)} results on model `{workspace.model}`:\n\n{items}"
 
     def export_report(workspace):
-        return str(report.save(workspace, ctx.folder("reports")))
+        original = ctx.pool.original_hash(workspace.model)
+        with ctx.pool.use(workspace) as session:  # the card shows the hash with this browser's edits
+            card = ModelCard.from_session(session, base_weights_hash=original,
+                                          edits=[f"#{e.id} {e.label}" for e in workspace.edits])
+        return str(session_report(workspace, card).save(report_path(ctx.folder("reports"))))
 
     ctx.on(summary_btn.click, report_summary, [ctx.workspace], [summary], "report_summary", touches_model=False)
-    ctx.on(export_btn.click, export_report, [ctx.workspace], [download], "export_report", touches_model=False)
+    ctx.on(export_btn.click, export_report, [ctx.workspace], [download], "export_report")
