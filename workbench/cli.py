@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         _emit(args, outcome[0], outcome[1])
         if getattr(args, "report", None):
             _write_report(args, outcome, argv)
-        return 0
+        return getattr(args, "exit_status", 0)  # a handler may report a negative finding with status 1
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
