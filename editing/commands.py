@@ -50,6 +50,10 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     add_json_option(p)
     p.set_defaults(handler=cmd_edit_bench)
 
+    from editing.provenance_commands import register as register_provenance  # verify, tamper-hunt
+
+    register_provenance(subparsers, common)
+
 
 def _stats_options(p) -> None:
     p.add_argument("--corpus", default=None, help="text file, folder, or HF dataset name (factworld: its corpus)")

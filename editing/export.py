@@ -6,11 +6,25 @@ source's safetensors, every tensor an edit touched is replaced by its live value
 equal base + the recorded updates), and everything is written atomically to a new directory.
 The base checkpoint is only read. ``workbench.load(dir)`` then gives the edited logits.
 
+``edits.json`` is a chain. Its top-level fields describe the whole way from the original base to
+this directory (``base_*``: the original base; ``edits``: every edit since it, oldest first;
+``weights_sha256``: this directory's files). ``history`` holds one step per save, each with the
+sha256 of its input and output weights, the session dtype and the edits *with* their update
+vectors (so ``workbench verify`` can replay them exactly). Saving a session loaded from an edited
+directory appends a step to that directory's history. ``manifest_sha256`` is the sha256 of the
+canonical JSON of everything else: it shows accidental or casual edits of the manifest (it is an
+integrity check, not a signature: whoever rewrites the file can recompute it).
+
 >>> # save(session, "eiffel-in-rome")      # -> model.safetensors, config.json, tokenizer, edits.json
+>>> # s2 = workbench.load("eiffel-in-rome"); editing.edit(s2, ...); save(s2, "then-louvre-in-oslo")
+>>> # json.load(open("then-louvre-in-oslo/edits.json"))["history"]   -> two steps
 """
 from __future__ import annotations
 
+import datetime
+import hashlib
 import importlib.metadata
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -26,6 +40,8 @@ log = logging.getLogger(__name__)
 
 _COPY = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
          "merges.txt", "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
+MANIFEST = "edits.json"
+FORMAT = "workbench-edits/2"  # format 1 (no history, no vectors) is read as a one-step chain
 _VERSIONS = ("torch", "transformers", "transformer-lens", "safetensors", "open-weights-workbench")
 
 
@@ -66,7 +82,7 @@ def edited_state(session) -> tuple[dict[str, torch.Tensor], list[str]]:
         if key not in state:
             raise WorkbenchError(f"cannot export: {key} is not in the base checkpoint")
         base = state[key]
-        live = m.weight.detach().to("cpu")
+        live = m.weight.detach().to("cpu", copy=True)  # a copy: undo restores the live tensor in place
         expected = base.float() + sum(u.delta(m.transposed, torch.float32, "cpu") for u in updates)
         if not torch.allclose(live.float(), expected, atol=1e-4, rtol=1e-3):
             raise WorkbenchError(f"cannot export: {key} differs from base + recorded edits (was it changed by hand?)")
@@ -75,8 +91,77 @@ def edited_state(session) -> tuple[dict[str, torch.Tensor], list[str]]:
     return state, names
 
 
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of the canonical JSON of ``manifest`` without its ``manifest_sha256`` field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    body = json.loads(json.dumps(body, default=str))  # as it reads back from disk (int keys -> str, ...)
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """The ``edits.json`` of ``directory`` as a dict; a clear error when it is missing or not JSON."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise WorkbenchError(f"{directory} has no {MANIFEST}: it was not saved by the workbench "
+                             "(or its manifest was removed)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WorkbenchError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or "edits" not in manifest:
+        raise WorkbenchError(f"{path} is not a workbench edits manifest (no 'edits' field)")
+    return manifest
+
+
+def history_of(manifest: dict) -> list[dict]:
+    """The steps of a manifest; a format-1 manifest (one save, no vectors) becomes one step."""
+    if "history" in manifest:
+        return list(manifest["history"])
+    return [{"step": 1, "input_model": manifest.get("base_model"), "input_path": manifest.get("base_path"),
+             "input_sha256": manifest.get("base_sha256"), "output_sha256": manifest.get("weights_sha256"),
+             "edited_tensors": manifest.get("edited_tensors", []), "edits": manifest.get("edits", []),
+             "dtype": None, "versions": manifest.get("versions")}]
+
+
+def _parent(session) -> dict | None:
+    """The manifest of the directory ``session`` was loaded from, if it is an edited model."""
+    if not (Path(session.source.directory) / MANIFEST).is_file():
+        return None
+    try:
+        return read_manifest(session.source.directory)
+    except WorkbenchError as exc:
+        log.warning("starting a new chain: %s", exc)
+        return None
+
+
+def build_manifest(session, touched: list[str], weights_sha256: dict[str, str]) -> dict:
+    """The chained ``edits.json`` for saving ``session`` (its applied edits) as new weights."""
+    parent = _parent(session)
+    history = history_of(parent) if parent else []
+    step = {"step": len(history) + 1, "input_model": session.source.spec, "input_path": str(session.source.directory),
+            "input_sha256": session.source_sha256, "output_sha256": weights_sha256, "edited_tensors": touched,
+            "edits": [r.edit.to_dict(vectors=True) for r in session.applied_edits],
+            "dtype": str(session.dtype).removeprefix("torch."), "device": str(session.device),
+            "versions": versions(), "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    history.append(step)
+    origin = parent or {"base_model": session.source.spec, "base_path": str(session.source.directory),
+                        "base_sha256": session.source_sha256}
+    all_edits = [{k: v for k, v in e.items() if k != "updates"} for s in history for e in s["edits"]]
+    manifest = {"format": FORMAT, "base_model": origin["base_model"], "base_path": origin["base_path"],
+                "base_sha256": origin["base_sha256"],
+                "edited_tensors": sorted({t for s in history for t in s["edited_tensors"]}),
+                "edits": all_edits, "versions": step["versions"], "weights_sha256": weights_sha256,
+                "history": history}
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    return manifest
+
+
 def save(session, directory: str | Path, overwrite: bool = False) -> Path:
-    """Write the edited model to ``directory`` (HF format) with ``edits.json``; returns the path."""
+    """Write the edited model to ``directory`` (HF format) with ``edits.json``; returns the path.
+
+    When ``session`` was loaded from an edited directory, its history is kept and this save is
+    appended as the next step.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -91,11 +176,8 @@ def save(session, directory: str | Path, overwrite: bool = False) -> Path:
             src = Path(session.source.directory) / name
             if src.exists():
                 shutil.copy2(src, tmp / name)
-        write_json(tmp / "edits.json", {
-            "base_model": session.source.spec, "base_path": str(session.source.directory),
-            "base_sha256": session.source_sha256, "edited_tensors": touched,
-            "edits": [r.edit.to_dict(vectors=False) for r in session.applied_edits],
-            "versions": versions(), "weights_sha256": {"model.safetensors": sha256_file(tmp / "model.safetensors")}})
+        written = {"model.safetensors": sha256_file(tmp / "model.safetensors")}
+        write_json(tmp / MANIFEST, build_manifest(session, touched, written))
     log.info("saved edited model to %s (%d edits)", directory, len(session.applied_edits))
     return directory
 
