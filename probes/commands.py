@@ -44,6 +44,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     add_json_option(p)
     add_report_option(p)
     p.set_defaults(handler=cmd_probe)
+    _register_shift(subparsers, common)
 
 
 def _floats(text: str) -> list[float]:
@@ -127,3 +128,83 @@ def _text(out: dict) -> str:
                      f"{row['p_target_random']:.3f})  P(original) {row['p_original']:.3f} (random dir "
                      f"{row['p_original_random']:.3f})  flips {row['flip_rate']:.2f}")
     return "\n".join(lines)
+
+
+# ---- probe-shift: the probe read before and after an edit (composes probes and editing) ----------
+FACTWORLD_SETS = {"factworld_country": "country_set", "factworld_continent": "continent_set"}
+
+
+def _register_shift(subparsers, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("probe-shift", parents=[common],
+                              help="train a probe, edit a fact, read the probe on the subject before and after")
+    p.add_argument("--dataset", default="factworld_country", help="classification dataset (built-in or CSV/JSONL)")
+    p.add_argument("--min-count", type=int, default=None,
+                   help="factworld_country/continent: keep classes with this many subjects (France has 9)")
+    p.add_argument("--prompt", required=True, help="edit prompt with {} where the subject goes")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--target", required=True, help="the new answer of the edit")
+    p.add_argument("--new-class", default=None, help="probe class of the new answer (default: the target's class)")
+    p.add_argument("--old-class", default=None, help="probe class of the old answer (default: the subject's class)")
+    p.add_argument("--probe-method", choices=("logistic", "mass-mean"), default="logistic")
+    p.add_argument("--layers", default="all", help="all, or comma-separated layers")
+    p.add_argument("--edit-method", choices=("rome", "memit"), default="rome")
+    p.add_argument("--edit-layer", default=None, help="edited layer (default: the model's), or auto")
+    p.add_argument("--seed", type=int, default=0, help="probe split and edit seed")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="before/after curves")
+    add_json_option(p)
+    add_report_option(p)
+    p.set_defaults(handler=cmd_probe_shift)
+
+
+def cmd_probe_shift(args):
+    from contextlib import ExitStack
+
+    from workbench.errors import WorkbenchError
+    from workbench.plots import save_png
+
+    from editing import EditRequest, applied, edit, undo  # the CLI composes both packages
+    from probes import factworld_sets
+    from probes.datasets import load_dataset
+    from probes.shift import probe_shift, shift_figure
+
+    if args.min_count is not None:
+        if args.dataset not in FACTWORLD_SETS:
+            raise WorkbenchError(f"--min-count applies to {' and '.join(FACTWORLD_SETS)}, not {args.dataset!r}")
+        dataset = getattr(factworld_sets, FACTWORLD_SETS[args.dataset])(min_count=args.min_count)
+    else:
+        dataset = load_dataset(args.dataset)
+    session = load_from_args(args)
+    request = EditRequest(args.prompt, args.subject, args.target)
+    made = edit(session, request, args.edit_method, args.edit_layer, seed=args.seed)
+    undo(session, len(made.edits))  # re-applied (and undone) inside probe_shift
+
+    def edited():
+        stack = ExitStack()
+        for value in made.edits:
+            stack.enter_context(applied(session, value))
+        return stack
+
+    shift = probe_shift(session, dataset, args.subject, edited, new_class=args.new_class,
+                        target=args.target, old_class=args.old_class, prompt=args.prompt, method=args.probe_method,
+                        layers=args.layers, seed=args.seed, edit_info={"method": made.method,
+                                                                       "layers": list(made.layers)})
+    if args.plot:
+        save_png(shift_figure(shift), args.plot)
+    out = {"edit": made.to_dict(), "shift": shift.to_dict()}
+    lines = [f"{made.method.upper()} at layer(s) {list(made.layers)}: {out['edit']['before']['top_token']!r} -> "
+             f"{out['edit']['after']['top_token']!r}; probe {shift.method} on {shift.dataset} "
+             f"read at {shift.position} of {shift.text!r}"]
+    for b, a in zip(shift.before, shift.after):
+        old = "" if b.p_old is None else f"P({shift.old_class}) {b.p_old:.3f} -> {a.p_old:.3f}  "
+        lines.append(f"layer {b.layer}: reads {b.predicted} ({b.p_predicted:.2f}) -> {a.predicted} "
+                     f"({a.p_predicted:.2f})  {old}P({shift.new_class}) {b.p_new:.3f} -> {a.p_new:.3f}")
+    lines.append(shift.summary)
+
+    def report():
+        from workbench.plots import png_bytes
+        from workbench.report import ModelCard, Report, edit_section, shift_section
+
+        return Report(f"Probe shift: {args.subject} ->{request.target_new}", (ModelCard.from_session(session),),
+                      (edit_section(out["edit"]), shift_section(out["shift"], png_bytes(shift_figure(shift)))))
+
+    return out, "\n".join(lines), report
