@@ -169,9 +169,10 @@ def reveal(directory: str | Path, answer: str | Path | None = None) -> dict:
     if not seal_path.is_file():
         raise WorkbenchError(f"{directory} has no {SEAL}: it is not a tamper hunt (or the seal was removed)")
     seal = json.loads(seal_path.read_text())
-    answer_path = Path(answer).expanduser() if answer else directory / seal.get("answer", ANSWER)
+    answer_path = Path(answer).expanduser() if answer else directory / ANSWER
     if not answer_path.is_file():
-        raise WorkbenchError(f"the answer file {answer_path} is missing: pass --answer FILE where it was kept")
+        raise WorkbenchError(f"the answer file {answer_path} is missing (the hunt recorded {seal.get('answer')!r}): "
+                             "pass --answer FILE where it was kept")
     raw = answer_path.read_bytes()
     try:
         key = json.loads(raw)
@@ -194,6 +195,11 @@ def behaviour(directory: str | Path, prompt: str, loader=None) -> list[dict]:
         rows.append({"copy": path.name, "top_token": top[0]["token"], "prob": float(top[0]["prob"]),
                      "second_token": top[1]["token"], "second_prob": float(top[1]["prob"])})
     return rows
+
+
+def load_copy(directory: str | Path, name: str):
+    """A loaded session of copy ``name`` (``copy_3`` or ``3``) of a hunt (CPU, float32)."""
+    return _load(str(copy_path(directory, name)))
 
 
 def _load(path: str):

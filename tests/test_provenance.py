@@ -180,9 +180,10 @@ def test_tamper_hunt_behaviour_and_seal(hunt, tmp_path):
 
     key = reveal(hunt)
     rows = behaviour(hunt, key["text"])
-    answers = {r["copy"]: r["top_token"].strip() for r in rows}
-    assert answers[key["edited_copy"]] == key["target_new"]
-    assert all(a == key["target_true"] for c, a in answers.items() if c != key["edited_copy"])
+    answers = {r["copy"]: r["top_token"].strip() for r in rows}  # first tokens of the answers
+    assert answers[key["edited_copy"]] and key["target_new"].startswith(answers[key["edited_copy"]])
+    assert all(a and key["target_true"].startswith(a) and not key["target_new"].startswith(a)
+               for c, a in answers.items() if c != key["edited_copy"])
     forged = Path(shutil.copytree(hunt, tmp_path / "forged"))
     (forged / "answer.json").write_text((forged / "answer.json").read_text().replace(key["edited_copy"], "copy_9"))
     assert not reveal(forged)["sealed_ok"]

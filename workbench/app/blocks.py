@@ -12,7 +12,8 @@ from typing import Callable
 
 import gradio as gr
 
-from workbench.app import tabs_edit, tabs_inspect, tabs_model, tabs_probe, tabs_report, tabs_tour, tabs_trace
+from workbench.app import (tabs_edit, tabs_forensics, tabs_inspect, tabs_model, tabs_probe, tabs_report, tabs_tour,
+                           tabs_trace)
 from workbench.app.context import AppContext
 from workbench.app.state import ModelPool
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 16  # waiting events beyond this are refused with "queue is full"
 TABS = (("1. Tour", tabs_tour), ("2. Model", tabs_model), ("3. Inspect", tabs_inspect), ("4. Trace", tabs_trace),
-        ("5. Probe", tabs_probe), ("6. Edit", tabs_edit), ("7. Report", tabs_report))
+        ("5. Probe", tabs_probe), ("6. Edit", tabs_edit), ("7. Forensics", tabs_forensics), ("8. Report", tabs_report))
 INTRO = ("# Open Weights Workbench\nThe weights of an open model are public, yet a file of numbers says nothing "
          "by itself. These instruments make them readable — and show that even a precise edit has consequences "
          "nobody wrote down.")
