@@ -103,13 +103,18 @@ class Normaliser:
 
     @classmethod
     def fit(cls, x: Float[Tensor, "layers n d"]) -> "Normaliser":
-        # column statistics as matrix-vector products: several times faster than std_mean over dim 1
+        # layer by layer, column sums as matrix-vector products: one layer's rows stay in the cache,
+        # and this is several times faster than std_mean over dim 1 (measured)
         n = x.shape[1]
-        ones = torch.full((x.shape[0], n, 1), 1.0 / n, dtype=x.dtype, device=x.device)
-        mean = (x.transpose(1, 2) @ ones).transpose(1, 2)  # (L, 1, d)
-        centred = x - mean
-        var = ((centred * centred).transpose(1, 2) @ ones).transpose(1, 2) * (n / max(n - 1, 1))
-        return cls(mean, var.sqrt().clamp_min(1e-6))
+        ones = torch.full((n,), 1.0 / n, dtype=x.dtype, device=x.device)
+        means, variances = [], []
+        for layer in x:  # (n, d)
+            mean = torch.mv(layer.T, ones)
+            centred = layer - mean
+            variances.append(torch.mv(centred.mul_(centred).T, ones))
+            means.append(mean)
+        var = torch.stack(variances).unsqueeze(1) * (n / max(n - 1, 1))
+        return cls(torch.stack(means).unsqueeze(1), var.sqrt().clamp_min(1e-6))  # (L, 1, d) each
 
     def __call__(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.scale
@@ -168,22 +173,16 @@ def fit_probes(x: Float[Tensor, "layers n d"], y: Tensor, classes: Sequence[str]
     if present < 2:
         raise WorkbenchError("the training rows hold a single class: a probe needs at least two")
     meta |= {"l2": l2} if method == "logistic" else {"whiten": whiten}
-    # On a GPU all layers run as one tensor program; on a CPU layer by layer, so that one layer's
-    # rows stay in the cache across iterations (measured ~2x faster than streaming all layers).
-    # Small matrix-vector steps gain nothing from a second thread and lose much on a busy CPU.
-    cpu = x.device.type == "cpu"
-    groups = [slice(i, i + 1) for i in range(x.shape[0])] if cpu else [slice(0, x.shape[0])]
-    out = []
-    for group in groups:
-        norm = Normaliser.fit(x[group])
-        z = norm(x[group])
-        if method == "logistic":
-            with single_thread() if cpu else nullcontext():
-                w, b = fit_logistic(z, y, len(classes), l2=l2)
-        else:
-            w, b = _mass_mean(z, y, len(classes), whiten)
-        w, b = norm.fold(w, b)
-        out += [Probe(sites[layer], method, w[i].cpu(), b[i].cpu(), norm.mean[i, 0].cpu(), norm.scale[i, 0].cpu(),
-                      tuple(classes), "classification", meta | {"activation_norm": norms[layer]})
-                for i, layer in enumerate(range(x.shape[0])[group])]
-    return out
+    # All layers run as one tensor program (per-layer state; converged layers leave the batch). On
+    # a CPU the small matrix-vector steps gain nothing from a second thread and lose much on a busy
+    # machine, so the fit runs on one.
+    norm = Normaliser.fit(x)
+    if method == "logistic":  # the standardisation is folded into the solver's products with x
+        with single_thread() if x.device.type == "cpu" else nullcontext():
+            w, b = fit_logistic(x, y, len(classes), l2=l2, mean=norm.mean, scale=norm.scale)
+    else:
+        w, b = _mass_mean(norm(x), y, len(classes), whiten)
+    w, b = norm.fold(w, b)
+    return [Probe(site, method, w[i].cpu(), b[i].cpu(), norm.mean[i, 0].cpu(), norm.scale[i, 0].cpu(),
+                  tuple(classes), "classification", meta | {"activation_norm": norms[i]})
+            for i, site in enumerate(sites)]

@@ -4,7 +4,7 @@ K-fold cross-validation needs only Gram matrices: one pass over the rows accumul
 ``X_fᵀX_f``, ``X_fᵀY_f``, the sums and ``Y_fᵀY_f``. For fold f the training Gram is the total
 minus the fold's (centred by a rank-one correction), one ``eigh`` gives the solution for all
 alphas at once, and the validation error follows from the fold's Gram without touching its rows
-again. The chosen alpha (per target) is refitted on all rows from one more ``eigh``.
+again. The chosen alpha (per target) is refitted on all rows by one Cholesky solve.
 
 >>> x = torch.randn(500, 10); y = x @ torch.ones(10, 1) + 0.1 * torch.randn(500, 1)
 >>> fit = fit_ridge_cv(x, y)
@@ -85,9 +85,18 @@ def _solve_all(gram_c: Tensor, xy_c: Tensor, alphas: Tensor) -> Tensor:
     with single_thread():
         evals, evecs = torch.linalg.eigh(gram_c.float())
     evals, evecs = evals.double().clamp_min(0), evecs.double()
+    d, t = xy_c.shape
     proj = evecs.T @ xy_c  # (d, t)
     scaled = proj.unsqueeze(0) / (evals.unsqueeze(0) + alphas.unsqueeze(1)).unsqueeze(-1)  # (A, d, t)
-    return evecs.unsqueeze(0) @ scaled
+    # one (d, d) x (d, A * t) product (a broadcast matmul would copy evecs once per alpha)
+    return (evecs @ scaled.permute(1, 0, 2).reshape(d, -1)).view(d, len(alphas), t).permute(1, 0, 2)
+
+
+def _solve_one(gram_c: Tensor, xy_c: Tensor, alpha: Tensor) -> Tensor:
+    """Weights (d, t) for one alpha: a Cholesky solve (a fraction of an eigh's cost)."""
+    eye = torch.eye(gram_c.shape[0], dtype=gram_c.dtype, device=gram_c.device)
+    with single_thread():
+        return torch.cholesky_solve(xy_c, torch.linalg.cholesky(gram_c + alpha * eye))
 
 
 def fit_ridge_cv(x: Float[Tensor, "n d"], y: Float[Tensor, "n targets"], alphas=ALPHAS, n_folds: int = 5,
@@ -104,28 +113,30 @@ def fit_ridge_cv(x: Float[Tensor, "n d"], y: Float[Tensor, "n targets"], alphas=
     inv = 1.0 / scale
     inv_outer = torch.outer(inv, inv)
 
-    def solve(g, xyv, sxv, syv, m):  # raw-space weights (A, d, t) of rows with these moments
-        g_c = (g - torch.outer(sxv, sxv / m)) * inv_outer  # centred, standardised Gram
-        xy_c = (xyv - torch.outer(sxv, syv / m)) * inv[:, None]
-        return _solve_all(g_c, xy_c, alphas_t) * inv[None, :, None]
+    def centred(g, xyv, sxv, syv, m):  # centred, standardised Gram (d, d) and X'Y (d, t) of these rows
+        return (g - torch.outer(sxv, sxv / m)) * inv_outer, (xyv - torch.outer(sxv, syv / m)) * inv[:, None]
 
     sse = torch.zeros(len(alphas_t), y.shape[1], dtype=torch.float64, device=x.device)
     for f in range(n_folds):
         m_tr, n_f = n_all - counts[f], counts[f]
         sx_tr, sy_tr = sx_all - sx[f], sy_all - sy[f]
-        w = solve(g_all - gram[f], xy_all - xy[f], sx_tr, sy_tr, m_tr)  # (A, d, t)
+        w = _solve_all(*centred(g_all - gram[f], xy_all - xy[f], sx_tr, sy_tr, m_tr), alphas_t) * inv[None, :, None]
         mu_x, mu_y = sx_tr / m_tr, sy_tr / m_tr
         # validation error of pred = (x - mu_x) w + mu_y from the fold's moments (bilinear in w)
         w_mu = torch.einsum("adt,d->at", w, mu_x)
         w_s = torch.einsum("adt,d->at", w, sx[f])
+        gw = (gram[f] @ w.permute(1, 0, 2).reshape(d, -1)).view(d, len(alphas_t), -1).permute(1, 0, 2)
         cross = (w * xy[f]).sum(1) - w_s * mu_y - w_mu * sy[f] + n_f * w_mu * mu_y  # Σ (x-μ)w · (y-μy)
-        quad = (w * (gram[f] @ w)).sum(1) - 2 * w_s * w_mu + n_f * w_mu ** 2  # Σ ((x-μ)w)²
+        quad = (w * gw).sum(1) - 2 * w_s * w_mu + n_f * w_mu ** 2  # Σ ((x-μ)w)²
         yy_v = yy[f] - 2 * mu_y * sy[f] + n_f * mu_y ** 2
         sse += yy_v - 2 * cross + quad
     cv_mse = sse / n_all
     best = cv_mse.argmin(0)  # (t,)
-    all_weights = solve(g_all, xy_all, sx_all, sy_all, n_all)  # (A, d, t)
-    weight = torch.stack([all_weights[best[j], :, j] for j in range(y.shape[1])])  # (t, d) raw space
+    g_c, xy_c = centred(g_all, xy_all, sx_all, sy_all, n_all)
+    weight = torch.empty(y.shape[1], d, dtype=torch.float64, device=x.device)  # (t, d) raw space
+    for a in best.unique().tolist():  # the refit on all rows, once per chosen alpha
+        targets = (best == a).nonzero().squeeze(1)
+        weight[targets] = (_solve_one(g_c, xy_c[:, targets], alphas_t[a]) * inv[:, None]).T
     bias = sy_all / n_all - weight @ mean
     return RidgeFit(weight.float().cpu(), bias.float().cpu(), alphas_t[best].float().cpu(),
                     alphas_t.float().cpu(), cv_mse.float().cpu(), mean.float().cpu(), scale.float().cpu())
