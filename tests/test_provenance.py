@@ -194,3 +194,28 @@ def test_tamper_hunt_behaviour_and_seal(hunt, tmp_path):
     with pytest.raises(WorkbenchError, match="already exists"):
         create(hunt)
     assert main(["tamper-hunt", "--reveal", str(tmp_path)]) == 2
+
+
+def test_memit_edit_replays_and_old_manifests_still_verify(tiny_dirs, tmp_path):
+    """A MEMIT save verifies (stored and recomputed); a format-1 manifest (no history, no vectors)
+    is read as one step: its hashes and optimisation replay are checked, the rest is skipped."""
+    from workbench import load
+
+    session = load(str(tiny_dirs["gpt2"]), device="cpu", dtype="float32")
+    requests = [EditRequest(PROMPT, "Eiffel Tower", "Rome", target_true="Paris"),
+                EditRequest(PROMPT, "Louvre", "Berlin", target_true="Paris")]
+    edit(session, requests, "memit", layer=0, memit_span=1, no_cov=True, n_prefixes=1, delta=QUICK,
+         fluency_prompts=0, score=False)
+    out = save(session, tmp_path / "memit")
+    undo(session)
+    report = verify(out)
+    assert report.verdict == "verified", [c.line() for c in report.checks]
+    assert _manifest(out)["history"][0]["edits"][0]["layers"] == [0]
+    assert len(_manifest(out)["history"][0]["edits"][0]["updates"]) == 2  # one rank-one term per request
+    old = _manifest(out)
+    old = {k: old[k] for k in ("base_model", "base_path", "base_sha256", "edited_tensors", "edits", "versions",
+                               "weights_sha256")}
+    _write_manifest(out, old, reseal=False)
+    status = {c.name: c.status for c in verify(out).checks}
+    assert status == {"manifest": "skip", "weights": "pass", "chain": "pass", "base": "pass",
+                      "replay (stored)": "skip", "replay (optimisation)": "pass"}
