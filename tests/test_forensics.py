@@ -97,3 +97,119 @@ def test_diff_cli_reports_and_reverts(tiny_dirs, tmp_path, capsys):
     assert code == 0 and result["signature"] == "rome" and result["edited_layers"] == [0]
     assert result["revert"]["max_abs_diff_from_base"] < 1e-6
     assert main(["diff", "--base", str(base), "--edited", str(tmp_path / "nope")]) == 2
+
+
+# ---- explaining a recovered edit, the experiment and the blind scan (factworld) ----------------------
+def _planted_rome_edit(session, tmp_path, subject="Colosseum", target="Tokyo"):
+    """A real ROME edit of ``session`` saved to ``tmp_path / "edited"``; the session is restored."""
+    import editing
+
+    editing.edit(session, editing.EditRequest("The {} is located in the city of", subject, target), score=False)
+    try:
+        return editing.save(session, tmp_path / "edited")
+    finally:
+        editing.undo(session)
+
+
+def test_explain_names_the_subject_and_target_of_a_planted_edit(factworld, tmp_path):
+    import workbench
+    from editing.forensics.explain import explain, kb_subjects
+
+    before = factworld.weights_hash()
+    edited_dir = _planted_rome_edit(factworld, tmp_path)
+    base_dir = str(factworld.source.directory)
+    report = diff_checkpoints(base_dir, str(edited_dir))
+    assert report.signature == "rome" and report.edited_layers == [0]
+    rec = recover_rank_one(base_dir, str(edited_dir), report)
+    decoys = [s for s in kb_subjects() if s != "Colosseum"][::40]  # ~50 other knowledge-base subjects
+    ex = explain(factworld, workbench.load(str(edited_dir)), rec, ["Colosseum", *decoys])
+    assert ex.score == "whitened" and ex.n_candidates == len(decoys) + 1
+    assert ex.subjects[0].subject == "Colosseum" and ex.subjects[0].score > 2 * ex.subjects[1].score
+    assert ex.writes[0]["word"].strip() == "Tokyo"  # the edited model now prefers the new city
+    rows = [r for r in ex.prompts if r["prompt"] == "The Colosseum is located in the city of"]
+    assert rows and rows[0]["rose_most"] == " Tokyo" and rows[0]["rise"] > 0.1
+    assert len(ex.lens) == 10 and all(0 <= t["prob"] <= 1 for t in ex.lens)
+    assert set(ex.to_dict()) >= {"subjects", "lens", "prompts", "writes"}
+    assert factworld.weights_hash() == before
+
+
+def test_diff_cli_explains_with_user_candidates(factworld, tmp_path, capsys):
+    import json
+
+    from workbench.cli import main
+
+    edited_dir = _planted_rome_edit(factworld, tmp_path, "Louvre", "Berlin")
+    code = main(["diff", "--base", "factworld", "--edited", str(edited_dir), "--candidates",
+                 "Colosseum, Louvre,Eiffel Tower,Big Ben", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["explain"]["n_candidates"] == 4
+    assert result["explain"]["subjects"][0]["subject"] == "Louvre"
+    code = main(["diff", "--base", "factworld", "--edited", str(edited_dir), "--no-explain", "--json"])
+    assert code == 0 and "explain" not in json.loads(capsys.readouterr().out)
+    assert main(["diff", "--base", "factworld", "--edited", str(edited_dir), "--candidates", "/no/such/list.txt"]) == 2
+    assert main(["diff", "--base", "factworld", "--edited", str(edited_dir), "--candidates", " , "]) == 2
+
+
+def test_experiment_on_three_edits(factworld):
+    from editing.forensics.experiment import run_experiment
+
+    result = run_experiment(n_edits=3, seed=1, n_null=2, session=factworld)
+    s = result.summary
+    assert len(result.trials) == 3 and len(result.null_scans) == 3  # factworld itself + 2 noisy copies
+    assert not factworld.applied_edits
+    assert s["layer_module_found_rate"] == 1.0
+    assert s["reconstruction_residual_max"] < 1e-5 and s["update_error_max"] < 1e-5
+    assert s["revert_max_abs_diff_max"] < 1e-6
+    for key in ("subject_top3_rate", "target_named_rate", "target_in_lens_top10_rate", "edit_efficacy_rate"):
+        assert 0.0 <= s[key] <= 1.0
+    assert s["subject_top3_rate"] >= 2 / 3
+    for stat in ("sigma_ratio", "sigma_bulk"):
+        assert 0.0 <= s["blind"][stat]["detection_rate"] <= 1.0 and 0.0 <= s["blind"][stat]["false_alarm_rate"] <= 1.0
+    assert all(t.subject_rank["whitened"] >= 1 for t in result.trials)
+
+
+def test_blind_scan_flags_a_planted_rank_one_layer(factworld, tmp_path):
+    from editing.forensics.spectral import spectral_scan
+
+    base_dir = factworld.source.directory
+    clean = spectral_scan(str(base_dir))
+    assert [r.layer for r in clean.layers] == list(range(factworld.n_layers))
+    assert all(r.sigma_ratio >= 1 and r.sigma_bulk >= 1 for r in clean.layers)
+    assert set(clean.to_dict()) >= {"suspect_layer", "z", "flagged", "layers"}
+    names = load_file(str(base_dir / "model.safetensors"))
+    target = _mlp_out_name(names, 2)
+    sigma = float(torch.linalg.svdvals(names[target].double())[0])
+    gen = torch.Generator().manual_seed(3)
+    u, v = torch.randn(names[target].shape[0], generator=gen), torch.randn(names[target].shape[1], generator=gen)
+    planted = 1.5 * sigma * torch.outer(u / u.norm(), v / v.norm())
+    shutil.copytree(base_dir, tmp_path / "base")
+    edited = _copy_with(tmp_path / "base", tmp_path / "edited", lambda k, w: w + planted if k == target else w)
+    scan = spectral_scan(str(edited))
+    assert scan.suspect == 2 and scan.flagged and scan.z > clean.z
+
+
+def test_forensics_bad_input(factworld, tiny_dirs, tmp_path):
+    from editing.forensics.explain import candidate_keys, parse_candidates, rank_subjects
+    from editing.forensics.recover import RankOneRecovery
+    from editing.forensics.spectral import spectral_scan
+    from workbench.cli import main
+
+    with pytest.raises(WorkbenchError, match="no candidate"):
+        parse_candidates(",,")
+    with pytest.raises(WorkbenchError, match="does not exist"):
+        parse_candidates(str(tmp_path / "missing.txt"))
+    assert parse_candidates("Louvre, Big Ben,Louvre") == ("Louvre", "Big Ben")
+    with pytest.raises(WorkbenchError, match="unknown statistic"):
+        spectral_scan("factworld", statistic="kurtosis")
+    with pytest.raises(WorkbenchError, match="at least 3"):
+        spectral_scan(str(tiny_dirs["llama"]))  # two layers: nothing to compare with
+    keys = candidate_keys(factworld, 0, ["Louvre", "Big Ben"])
+    with pytest.raises(WorkbenchError, match="unknown score"):
+        rank_subjects(keys, torch.ones(factworld.info.d_mlp), score="dot")
+    from editing.forensics.explain import explain
+
+    bad = RankOneRecovery("x", 0, torch.ones(3), torch.ones(5), 0.0)
+    with pytest.raises(WorkbenchError, match="does not fit"):
+        explain(factworld, factworld, bad, ["Louvre"])
+    assert main(["scan", str(tmp_path / "nope")]) == 2
+    assert main(["forensics-experiment", "--edits", "0"]) == 2

@@ -72,9 +72,9 @@ class DiffReport:
 
 def spectrum(delta: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """Singular values of a 2-D difference (descending) and whether they are only the top few."""
-    d = delta.double() if delta.numel() <= FULL_SVD_MAX else delta.float()
-    if d.numel() <= FULL_SVD_MAX:
-        return torch.linalg.svdvals(d), False
+    if delta.numel() <= FULL_SVD_MAX:
+        return torch.linalg.svdvals(delta.double()), False
+    d = delta.float()
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(0)
     try:

@@ -83,3 +83,11 @@ def revert(edited: str, recovery: RankOneRecovery, out: str | Path) -> Path:
             if extra.is_file() and extra.suffix != ".safetensors" and extra.name != "edits.json":
                 shutil.copy2(extra, tmp / extra.name)
     return Path(out)
+
+
+def max_abs_diff(a: str | Path, b: str | Path) -> float:
+    """Largest absolute difference between the tensors of two checkpoints (streamed, one pair at a time)."""
+    first, second = TensorIndex(str(a)), TensorIndex(str(b))
+    if set(first.where) != set(second.where):
+        raise WorkbenchError(f"{a} and {b} hold different tensor names")
+    return max((float((x.double() - y.double()).abs().max()) for _, x, y in first.iter_pairs(second)), default=0.0)

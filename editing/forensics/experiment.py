@@ -1,0 +1,253 @@
+"""The forensics experiment: many random ROME edits of factworld, each diffed, recovered,
+explained, reverted and blind-scanned; plus unedited copies for the blind scan's false alarms.
+
+Per edit: a seeded counterfactual request (a knowledge-base subject, a wrong answer of the same
+relation: :func:`editing.requests.benchmark_requests`), edited with :func:`editing.edit` and saved
+with :func:`editing.save` to a temporary directory; then :func:`diff_checkpoints`,
+:func:`recover_rank_one`, :func:`explain`, :func:`revert` and :func:`spectral_scan` run on the saved
+checkpoint exactly as ``workbench diff`` / ``workbench scan`` would.
+
+>>> # result = run_experiment(n_edits=3, seed=0)
+>>> # result.summary["subject_top3_rate"]
+"""
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from editing.forensics.diff import diff_checkpoints
+from editing.forensics.explain import (SCORES, CandidateKeys, candidate_keys, default_stats, explain, kb_subjects,
+                                       rank_of)
+from editing.forensics.recover import max_abs_diff, recover_rank_one, revert
+from editing.forensics.spectral import DEFAULT_THRESHOLD, STATISTICS, SpectralScan, spectral_scan
+from editing.forensics.tensors import TensorIndex
+from workbench.errors import WorkbenchError
+from workbench.io import atomic_directory
+
+NOISE_SCALES = (1e-3, 1e-2)  # unedited copies: W + scale * std(W) * N(0, 1), alternating scales
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One random edit and what the forensics made of it."""
+
+    subject: str
+    prompt: str
+    target_new: str
+    target_true: str | None
+    layer: int  # the layer the editor changed
+    signature: str
+    found_layer: int | None
+    found: bool  # signature rome, at the edited layer, in the MLP output projection
+    relative_residual: float | None  # ||D - u vᵀ|| / ||D|| of the stored difference
+    update_error: float | None  # ||u vᵀ - editor's update|| / ||editor's update||
+    subject_rank: dict  # score -> rank of the true subject among the candidates
+    top_subjects: tuple[str, ...]  # the explanation's top 3
+    writes: tuple[str, ...]  # words (greedy completions) of the tokens that rose most (top 3)
+    lens: tuple[str, ...]  # logit-lens reading of u (top 10)
+    target_token: str  # first token of the new target
+    target_named: bool  # the word that rose most on the top subject's prompts is the new target
+    target_token_named: bool  # ... its first token is the target's first token
+    target_in_lens: bool  # the target's token is in the lens top 10
+    efficacy: bool  # the edited model's top token on the request prompt is the target's
+    revert_max_abs: float | None
+    blind: dict  # statistic -> {"suspect", "z"}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    n_edits: int
+    seed: int
+    layer: str
+    score: str
+    threshold: float
+    trials: tuple[Trial, ...]
+    null_scans: tuple[dict, ...]  # unedited copies: {"copy", "scan": {statistic: {"suspect", "z"}}}
+    summary: dict
+
+    def to_dict(self) -> dict:
+        return {"n_edits": self.n_edits, "seed": self.seed, "layer": self.layer, "score": self.score,
+                "threshold": self.threshold, "summary": self.summary, "trials": [t.to_dict() for t in self.trials],
+                "null_scans": list(self.null_scans)}
+
+
+def _blind(scan: SpectralScan) -> dict:
+    return {k: {"suspect": replace(scan, statistic=k).suspect, "z": replace(scan, statistic=k).z} for k in STATISTICS}
+
+
+def noisy_copy(base: str, out: str | Path, scale: float, seed: int) -> Path:
+    """An unedited copy of ``base`` with every float tensor jittered by ``scale * std * N(0, 1)``."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    index = TensorIndex(base)
+    gen = torch.Generator().manual_seed(seed)
+    with atomic_directory(out) as tmp:
+        for path in index.files:
+            tensors = {}
+            for name in (n for n, p in index.where.items() if p == path):
+                w = index.get(name)
+                if w.is_floating_point() and w.numel() > 1:
+                    w = (w.double() + scale * float(w.double().std()) * torch.randn(w.shape, generator=gen,
+                                                                                     dtype=torch.float64)).to(w.dtype)
+                tensors[name] = w.contiguous()
+            save_file(tensors, str(tmp / path.name), metadata={"format": "pt"})
+        for extra in index.source.directory.iterdir():
+            if extra.is_file() and extra.suffix != ".safetensors":
+                shutil.copy2(extra, tmp / extra.name)
+    return Path(out)
+
+
+def _first_token(session, text: str) -> str:
+    return session.decode(session.token_ids(text)[:1])
+
+
+def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: str, work: Path,
+              threshold: float) -> Trial:
+    """Edit ``base`` (restored afterwards), save, and run every forensic step on the saved copy."""
+    import workbench
+    from editing import edit, save, undo
+    from editing.scoring import top_tokens
+
+    base_dir = str(base.source.directory)
+    result = edit(base, request, layer=layer, score=False, seed=seed)
+    try:
+        true_update = torch.outer(result.edits[0].updates[0].u.double(), result.edits[0].updates[0].v.double())
+        saved = save(base, work / "edited")
+    finally:
+        undo(base)
+    report = diff_checkpoints(base_dir, str(saved))
+    found_layer = report.edited_layers[0] if len(report.edited_layers) == 1 else None
+    found = report.signature == "rome" and found_layer == layer and report.changed[0].mlp_out
+    target = _first_token(base, result.requests[0].target_new)
+    empty = dict(subject_rank={k: None for k in SCORES}, top_subjects=(), writes=(), lens=(), target_named=False,
+                 target_token_named=False, target_in_lens=False, relative_residual=None, update_error=None, revert_max_abs=None)
+    edited = workbench.load(str(saved))
+    efficacy = top_tokens(edited, [result.requests[0].text])[1][0] == target
+    fields = dict(empty)
+    if report.signature == "rome":
+        rec = recover_rank_one(base_dir, str(saved), report)
+        recovered = torch.outer(rec.u.double(), rec.v.double())
+        ex = explain(base, edited, rec, keys if keys.layer == rec.layer else None, score=score)
+        writes = tuple(t["word"] for t in ex.writes[:3])
+        lens = tuple(t["token"] for t in ex.lens[:10])
+        back = revert(str(saved), rec, work / "reverted")
+        fields.update(relative_residual=rec.relative_residual,
+                      update_error=float((recovered - true_update).norm() / true_update.norm()),
+                      subject_rank=rank_of(keys, rec.v, request.subject) if keys.layer == rec.layer else fields[
+                          "subject_rank"],
+                      top_subjects=tuple(s.subject for s in ex.subjects[:3]), writes=writes, lens=lens,
+                      target_named=writes[0].strip() == result.requests[0].target_new.split()[0],
+                      target_token_named=ex.writes[0]["token"] == target, target_in_lens=target in lens,
+                      revert_max_abs=max_abs_diff(back, base_dir))
+    blind = _blind(spectral_scan(str(saved), threshold=threshold))
+    return Trial(request.subject, request.prompt, result.requests[0].target_new, result.requests[0].target_true, layer,
+                 report.signature, found_layer, bool(found), target_token=target, efficacy=efficacy, blind=blind,
+                 **fields)
+
+
+def _rate(flags) -> float | None:
+    flags = list(flags)
+    return sum(bool(f) for f in flags) / len(flags) if flags else None
+
+
+def summarise(trials: list[Trial], null_scans: list[dict], score: str, threshold: float) -> dict:
+    """The headline figures (rates in [0, 1])."""
+    residuals = [t.relative_residual for t in trials if t.relative_residual is not None]
+    errors = [t.update_error for t in trials if t.update_error is not None]
+    reverts = [t.revert_max_abs for t in trials if t.revert_max_abs is not None]
+    out = {"n_edits": len(trials), "layer_module_found_rate": _rate(t.found for t in trials),
+           "reconstruction_residual_max": max(residuals, default=None),
+           "reconstruction_residual_median": statistics.median(residuals) if residuals else None,
+           "update_error_max": max(errors, default=None),
+           "update_error_median": statistics.median(errors) if errors else None,
+           "subject_top3_rate": _rate(t.subject_rank.get(score) is not None and t.subject_rank[score] <= 3
+                                      for t in trials),
+           "subject_rank_by_score": {k: {"top1": _rate((t.subject_rank[k] or 10 ** 9) <= 1 for t in trials),
+                                         "top3": _rate((t.subject_rank[k] or 10 ** 9) <= 3 for t in trials),
+                                         "median_rank": statistics.median(t.subject_rank[k] or 10 ** 9
+                                                                          for t in trials)}
+                                     for k in SCORES if any(t.subject_rank.get(k) is not None for t in trials)},
+           "target_named_rate": _rate(t.target_named for t in trials),
+           "target_named_definition": "the edited model's greedy word from the token whose next-token probability "
+                                      "rose most (base -> edited) on any prompt of the top-ranked candidate subject "
+                                      "equals the new target's first word",
+           "target_token_named_rate": _rate(t.target_token_named for t in trials),
+           "target_in_lens_top10_rate": _rate(t.target_in_lens for t in trials),
+           "edit_efficacy_rate": _rate(t.efficacy for t in trials),
+           "revert_max_abs_diff_max": max(reverts, default=None),
+           "revert_max_abs_diff_median": statistics.median(reverts) if reverts else None}
+    blind = {}
+    for k in STATISTICS:
+        blind[k] = {"detection_rate": _rate(t.blind[k]["z"] > threshold and t.blind[k]["suspect"] == t.layer
+                                            for t in trials),
+                    "suspect_is_edited_layer_rate": _rate(t.blind[k]["suspect"] == t.layer for t in trials),
+                    "edited_z_min": min((t.blind[k]["z"] for t in trials), default=None),
+                    "false_alarm_rate": _rate(s["scan"][k]["z"] > threshold for s in null_scans),
+                    "null_z_max": max((s["scan"][k]["z"] for s in null_scans), default=None),
+                    "n_null": len(null_scans)}
+    out["blind"] = {"threshold": threshold, **blind}
+    return out
+
+
+def run_experiment(n_edits: int = 50, seed: int = 0, layer: int | str | None = None, n_null: int = 10,
+                   score: str = "whitened", threshold: float = DEFAULT_THRESHOLD,
+                   progress: Callable[[str], None] | None = None, session=None) -> ExperimentResult:
+    """``n_edits`` random ROME edits of factworld and ``n_null`` unedited noisy copies (plus factworld itself).
+
+    ``layer``: None (the editor's default for factworld), ``"random"`` (uniform per edit) or an int;
+    ``session``: a loaded factworld to edit (restored after each edit), else one is loaded.
+    """
+    import workbench
+    from editing.requests import benchmark_requests
+
+    if n_edits < 1:
+        raise WorkbenchError("--edits must be at least 1")
+    if n_null < 0:
+        raise WorkbenchError("--null-copies must be 0 or more")
+    if score not in SCORES:
+        raise WorkbenchError(f"unknown score {score!r}: use one of {', '.join(SCORES)}")
+    from editing.rome import resolve_layer
+
+    base = session if session is not None else workbench.load("factworld")
+    if base.source.kind != "factworld" or base.applied_edits:
+        raise WorkbenchError("the experiment edits an unedited factworld session")
+    rng = random.Random(seed)
+    requests = benchmark_requests(n_edits, seed)
+    if len(requests) < n_edits:
+        raise WorkbenchError(f"the knowledge base yields only {len(requests)} distinct requests")
+    subjects = kb_subjects()
+    keys: dict[int, CandidateKeys] = {}
+    trials: list[Trial] = []
+    for i, request in enumerate(requests):
+        at = rng.randrange(base.n_layers) if layer == "random" else resolve_layer(base, layer, request)
+        if at not in keys:
+            keys[at] = candidate_keys(base, at, subjects, default_stats(base, at) if score == "whitened" else None)
+        with tempfile.TemporaryDirectory(prefix="wb-forensics-") as work:
+            trial = run_trial(base, request, at, seed + i, keys[at], score, Path(work), threshold)
+        trials.append(trial)
+        if progress:
+            progress(f"edit {i + 1}/{n_edits}: {trial.subject!r} -> {trial.target_new!r} at layer {at}: "
+                     f"found {trial.found}, subject rank {trial.subject_rank.get(score)}, writes {trial.writes[:1]}, "
+                     f"blind z {trial.blind['sigma_ratio']['z']:.2f}")
+    base_dir = str(base.source.directory)
+    null_scans = [{"copy": "factworld (unedited)", "scan": _blind(spectral_scan(base_dir, threshold=threshold))}]
+    with tempfile.TemporaryDirectory(prefix="wb-forensics-null-") as work:
+        for j in range(n_null):
+            scale = NOISE_SCALES[j % len(NOISE_SCALES)]
+            copy = noisy_copy(base_dir, Path(work) / f"copy{j}", scale, seed + 1000 + j)
+            null_scans.append({"copy": f"factworld + {scale:g}·std noise (seed {seed + 1000 + j})",
+                               "scan": _blind(spectral_scan(str(copy), threshold=threshold))})
+    label = "default" if layer is None else str(layer)
+    return ExperimentResult(n_edits, seed, label, score, threshold, tuple(trials), tuple(null_scans),
+                            summarise(trials, null_scans, score, threshold))

@@ -1,0 +1,273 @@
+"""Explain a recovered rank-one edit ``ΔW = u vᵀ`` with the model itself.
+
+*What does it respond to?* ``v`` lives in the MLP key space: the update only changes the output
+for keys ``k`` with ``k·v ≠ 0``. ROME builds ``v ∝ C⁻¹k*`` (``C``: the key second moment, ``k*``:
+the edited subject's key), so the cosine between whitened keys, ``k·v / sqrt(kᵀC⁻¹k)``, is
+largest (Cauchy-Schwarz) for ``k = k*``. Each candidate subject's key is read at its last token
+in a few neutral prompts, averaged, and scored.
+
+| score    | formula                          | needs             |
+|----------|----------------------------------|-------------------|
+| whitened | abs(k·v) / sqrt(kᵀ C⁻¹ k)        | key statistics C  |
+| cosine   | abs(k·v) / norm(k)               | nothing           |
+| raw      | abs(k·v)                         | nothing           |
+
+Scores are reported relative to their mean over the candidates.
+
+*What does it write?* ``u`` lives in the residual stream: its logit-lens reading
+(``unembed(final_norm(u))``), and, on the top candidate's prompts, the tokens whose next-token
+probability rose most from the base model to the edited one.
+
+>>> # import workbench
+>>> # ex = explain(workbench.load("factworld"), workbench.load("/tmp/eiffel-in-rome"), recovery)
+>>> # ex.subjects[0].subject, ex.writes[0]["token"]          -> ("Eiffel Tower", " Rome")
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from editing.forensics.recover import RankOneRecovery
+from workbench import sites
+from workbench.activations import batches, collect
+from workbench.errors import WorkbenchError
+from workbench.lens import unembed_residual
+from workbench.tokens import encode
+
+NEUTRAL_TEMPLATES = ("{} is", "The {} is")  # keys are causal: only the text up to the subject matters
+GENERIC_PROMPTS = ("{} is located in", "{} is a", "The {} is", "{} was born in", "The capital of {} is")
+SCORES = ("whitened", "cosine", "raw")
+
+
+@dataclass(frozen=True)
+class CandidateKeys:
+    """MLP keys of candidate subjects at one layer (base model), reusable across edits."""
+
+    layer: int
+    subjects: tuple[str, ...]
+    keys: Float[Tensor, "n d_mlp"]  # float64, averaged over NEUTRAL_TEMPLATES
+    whitened_norms: Float[Tensor, "n"] | None  # sqrt(kᵀ C⁻¹ k), None without statistics
+
+
+@dataclass(frozen=True)
+class SubjectScore:
+    subject: str
+    score: float  # the chosen score, relative to its mean over candidates
+    whitened: float | None
+    cosine: float
+    raw: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    layer: int
+    score: str  # which column ranks the subjects
+    n_candidates: int
+    subjects: tuple[SubjectScore, ...]  # best first (the top few)
+    lens: tuple[dict, ...]  # logit-lens reading of u: [{"token", "prob"}]
+    prompts: tuple[dict, ...]  # per prompt of the top subject: base / edited top token, biggest riser
+    writes: tuple[dict, ...]  # tokens whose probability rose most on any of those prompts: [{"token", "rise"}]
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "score": self.score, "n_candidates": self.n_candidates,
+                "subjects": [s.to_dict() for s in self.subjects], "lens": list(self.lens),
+                "prompts": list(self.prompts), "writes": list(self.writes)}
+
+    def lines(self) -> list[str]:
+        top = ", ".join(f"{s.subject} ({s.score:.1f}x)" for s in self.subjects[:3])
+        lens = " ".join(repr(t["token"]) for t in self.lens[:5])
+        writes = ", ".join(f"{t.get('word', t['token'])!r} (+{t['rise']:.2f})" for t in self.writes[:3])
+        return [f"responds to: {top}  [{self.score} key score / mean of {self.n_candidates} candidates]",
+                f"writes: {writes}  [next-token probability rise on {self.subjects[0].subject!r} prompts]",
+                f"logit lens of u: {lens}"]
+
+
+# ---- candidates ------------------------------------------------------------------------------------
+def kb_subjects() -> tuple[str, ...]:
+    """Every subject of the factworld knowledge base."""
+    from workbench.factworld.kb import load_kb
+
+    return tuple(sorted({f.subject for f in load_kb().facts}))
+
+
+def parse_candidates(spec: str | None) -> tuple[str, ...]:
+    """``None`` -> the knowledge base's subjects; a file (one per line) or a comma-separated list."""
+    if spec is None:
+        return kb_subjects()
+    path = Path(spec).expanduser()
+    if path.is_file():
+        items = path.read_text(encoding="utf-8").splitlines()
+    elif path.suffix in {".txt", ".csv", ".lst"} or "/" in spec:
+        raise WorkbenchError(f"candidates file {spec} does not exist")
+    else:
+        items = spec.split(",")
+    subjects = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
+    if not subjects:
+        raise WorkbenchError(f"no candidate subjects in {spec!r}: give a file with one per line or a comma list")
+    return subjects
+
+
+def candidate_keys(session, layer: int, subjects: Sequence[str], stats=None, batch_size: int = 256) -> CandidateKeys:
+    """Keys at the MLP output projection of ``layer`` at each subject's last token.
+
+    ``stats``: :class:`editing.covariance.LayerStats` for the whitened score (None: no whitening).
+    """
+    subjects = tuple(subjects)
+    if not subjects:
+        raise WorkbenchError("no candidate subjects given")
+    site = sites.mlp_key(layer)
+    total = None
+    for template in NEUTRAL_TEMPLATES:
+        keys = collect(session, [template.format(s) for s in subjects], [site], position="subject_last",
+                       subjects=subjects, batch_size=batch_size, dtype=torch.float64)[site]  # (n, d_mlp)
+        total = keys if total is None else total + keys
+    keys = total / len(NEUTRAL_TEMPLATES)
+    norms = None
+    if stats is not None and not stats.identity:
+        solved = torch.linalg.solve(stats.cov.double(), keys.T).T  # C⁻¹ k per row
+        norms = (keys * solved).sum(1).clamp_min(1e-30).sqrt()
+    return CandidateKeys(layer, subjects, keys, norms)
+
+
+def default_stats(session, layer: int):
+    """Cached or computed key statistics where the model has a default corpus (factworld), else None."""
+    if session.source.kind != "factworld":
+        return None
+    from editing.covariance import layer_stats
+
+    return layer_stats(session, layer)
+
+
+def key_scores(cands: CandidateKeys, v: Float[Tensor, "d_mlp"]) -> dict[str, Tensor | None]:
+    """Every score of :data:`SCORES` per candidate, ``(n,)`` each (whitened: None without statistics)."""
+    raw = (cands.keys @ v.double()).abs()  # (n,)
+    return {"whitened": None if cands.whitened_norms is None else raw / cands.whitened_norms,
+            "cosine": raw / cands.keys.norm(dim=1).clamp_min(1e-30), "raw": raw}
+
+
+def rank_of(cands: CandidateKeys, v: Float[Tensor, "d_mlp"], subject: str) -> dict[str, int | None]:
+    """1-based rank of ``subject`` among the candidates under each score (None: not a candidate)."""
+    if subject not in cands.subjects:
+        return {name: None for name in SCORES}
+    i = cands.subjects.index(subject)
+    return {name: None if col is None else int((col > col[i]).sum()) + 1 for name, col in key_scores(cands, v).items()}
+
+
+def rank_subjects(cands: CandidateKeys, v: Float[Tensor, "d_mlp"], score: str = "whitened",
+                  top: int = 10) -> tuple[SubjectScore, ...]:
+    """The ``top`` candidates by how strongly their key activates ``v`` (whitened falls back to cosine)."""
+    if score not in SCORES:
+        raise WorkbenchError(f"unknown score {score!r}: use one of {', '.join(SCORES)}")
+    columns = key_scores(cands, v)
+    chosen = columns[score] if columns[score] is not None else columns["cosine"]
+    relative = chosen / chosen.mean().clamp_min(1e-30)
+    order = relative.argsort(descending=True)[:top].tolist()
+    white = columns["whitened"]
+    return tuple(SubjectScore(cands.subjects[i], float(relative[i]), None if white is None else float(white[i]),
+                              float(columns["cosine"][i]), float(columns["raw"][i])) for i in order)
+
+
+# ---- what it writes --------------------------------------------------------------------------------
+def subject_prompts(subject: str) -> tuple[str, ...]:
+    """The subject's factworld prompts (every phrasing of each of its facts), else generic ones."""
+    from workbench.factworld.kb import load_kb
+
+    kb = load_kb()
+    prompts = [p for fact in kb.facts_for(subject) for p in kb.paraphrases(fact)]
+    return tuple(dict.fromkeys(prompts)) or tuple(t.format(subject) for t in GENERIC_PROMPTS)
+
+
+def next_token_probs(session, prompts: Sequence[str], batch_size: int = 64) -> Float[Tensor, "n vocab"]:
+    """Next-token distribution after each prompt (CPU float32)."""
+    out = []
+    with torch.no_grad():
+        for chunk in batches(len(prompts), batch_size):
+            batch = encode(session, prompts[chunk])
+            logits = session.forward(batch.input_ids, batch.attention_mask)
+            last = (batch.lengths - 1).to(logits.device)
+            out.append(logits[torch.arange(len(last)), last].float().softmax(-1).cpu())
+    return torch.cat(out)
+
+
+def lens_reading(session, u: Float[Tensor, "d_model"], k: int = 10) -> tuple[dict, ...]:
+    """Top tokens of ``unembed(final_norm(u))``."""
+    with torch.no_grad():
+        weight = next(session.model.parameters())
+        probs = unembed_residual(session, u.to(weight.device, weight.dtype)[None]).float().softmax(-1)[0]
+        values, ids = probs.topk(k)
+    return tuple({"token": session.decode([i]), "prob": float(p)} for i, p in zip(ids.tolist(), values.tolist()))
+
+
+def complete_word(session, prompt: str, first: int, max_tokens: int = 4) -> str:
+    """``first`` (a token id) after ``prompt``, continued greedily while the next token continues the word."""
+    ids = [first]
+    with torch.no_grad():
+        while len(ids) < max_tokens:
+            batch = encode(session, [prompt + session.decode(ids)])
+            nxt = int(session.forward(batch.input_ids, batch.attention_mask)[0, int(batch.lengths[0]) - 1].argmax())
+            piece = session.decode([nxt])
+            if not piece or not piece[0].isalnum() or nxt == session.tokenizer.eos_token_id:
+                break
+            ids.append(nxt)
+    return session.decode(ids)
+
+
+def writes_on(base, edited, prompts: Sequence[str], k: int = 5,
+              words: int = 3) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
+    """``(per-prompt rows, top risers)``: base vs edited next tokens on ``prompts``.
+
+    A riser is a token with its largest probability rise on any prompt; the first ``words`` of
+    them also get ``word``: the edited model's greedy completion of that token on that prompt.
+    """
+    if base.tokenizer.get_vocab() != edited.tokenizer.get_vocab():
+        raise WorkbenchError("the base and edited checkpoints use different tokenizers")
+    before, after = next_token_probs(base, prompts), next_token_probs(edited, prompts)  # (n, vocab)
+    rise = after - before
+    rows = tuple({"prompt": p, "base_top": base.decode([int(b)]), "edited_top": edited.decode([int(a)]),
+                  "rose_most": edited.decode([int(r)]), "rise": float(rise[i, int(r)])}
+                 for i, (p, b, a, r) in enumerate(zip(prompts, before.argmax(-1), after.argmax(-1), rise.argmax(-1))))
+    best, where = rise.max(0)  # per token: its largest rise and on which prompt
+    values, ids = best.topk(k)
+    risers = []
+    for j, (i, r) in enumerate(zip(ids.tolist(), values.tolist())):
+        row = {"token": edited.decode([i]), "rise": float(r), "prompt": prompts[int(where[i])]}
+        if j < words:
+            row["word"] = complete_word(edited, row["prompt"], i)
+        risers.append(row)
+    return rows, tuple(risers)
+
+
+def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] | CandidateKeys | None = None,
+            score: str = "whitened", stats=None, top: int = 10) -> Explanation:
+    """Which candidate subject the update responds to and what it writes.
+
+    ``base``/``edited``: loaded sessions of the two checkpoints; ``candidates``: subjects (default:
+    the factworld knowledge base) or precomputed :class:`CandidateKeys`; ``stats``: key statistics
+    for the whitened score (default: :func:`default_stats`).
+
+    >>> # ex = explain(load("factworld"), load("/tmp/edited"), recover_rank_one("factworld", "/tmp/edited", report))
+    """
+    layer = recovery.layer
+    if layer is None or not 0 <= layer < base.n_layers:
+        raise WorkbenchError(f"the recovered update's layer {layer} is not a layer of {base.name}")
+    if recovery.v.shape[0] != base.info.d_mlp or recovery.u.shape[0] != base.info.d_model:
+        raise WorkbenchError("the recovered update does not fit the base model's MLP shape")
+    if not isinstance(candidates, CandidateKeys):
+        subjects = kb_subjects() if candidates is None else tuple(candidates)
+        if score == "whitened" and stats is None:
+            stats = default_stats(base, layer)
+        candidates = candidate_keys(base, layer, subjects, stats)
+    elif candidates.layer != layer:
+        raise WorkbenchError(f"candidate keys are for layer {candidates.layer}, the update is at layer {layer}")
+    ranked = rank_subjects(candidates, recovery.v, score, top)
+    used = score if score != "whitened" or candidates.whitened_norms is not None else "cosine"
+    rows, risers = writes_on(base, edited, subject_prompts(ranked[0].subject))
+    return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), rows, risers)
