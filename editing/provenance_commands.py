@@ -19,6 +19,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
                    help="skip replaying the optimisation (only the stored update vectors are replayed)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="relative update error allowed when replaying the optimisation (default 1e-3)")
+    p.add_argument("--corpus", default=None, help="the covariance corpus the edits used (default: the base's own)")
     p.add_argument("--device", default="cpu", help="where to replay (cpu, cuda, ...)")
     add_json_option(p)
     p.set_defaults(handler=cmd_verify)
@@ -39,7 +40,8 @@ def cmd_verify(args):
     from editing.verify import OPT_TOL, verify
 
     report = verify(args.directory, base=args.base, optimisation=not args.no_recompute,
-                    tolerance=OPT_TOL if args.tolerance is None else args.tolerance, device=args.device)
+                    tolerance=OPT_TOL if args.tolerance is None else args.tolerance, device=args.device,
+                    corpus=args.corpus)
     if report.verdict != "verified":
         args.exit_status = 1  # the report is still printed / written
     return report.to_dict(), "\n".join([c.line() for c in report.checks] + [report.summary()])

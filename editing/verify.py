@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 EXACT_TOL = 1e-6  # stored-vector replay: largest |difference| / largest |weight| still called a match
 OPT_TOL = 1e-3  # optimisation replay: ||ΔW_replayed - ΔW_recorded|| / ||ΔW_recorded||
+_UNREPLAYABLE = (WorkbenchError, KeyError, TypeError, ValueError, RuntimeError)  # a manifest that makes no sense
 
 
 @dataclass(frozen=True)
@@ -173,21 +174,23 @@ def compare_weights(session, directory: Path) -> dict:
     state, _ = edited_state(session)
     theirs = TensorIndex(str(directory))
     names = set(state) | set(theirs.where)
-    differ, worst, scale = [], 0.0, 0.0
+    differ, unmatched, worst, scale = [], [], 0.0, 0.0
     for name in sorted(names):
-        if name not in state or name not in theirs.where:
-            differ.append(name)
+        if name not in state or name not in theirs.where or state[name].shape != theirs.get(name).shape:
+            unmatched.append(name)  # on one side only, or of another shape
             continue
         mine, other = state[name], theirs.get(name)
-        if mine.shape != other.shape:
-            differ.append(name)
-            continue
         if not torch.equal(mine, other):
             differ.append(name)
             worst = max(worst, float((mine.double() - other.double()).abs().max()))
         scale = max(scale, float(mine.double().abs().max()) if mine.numel() else 0.0)
-    return {"tensors": len(names), "differ": differ, "max_abs_diff": worst,
+    return {"tensors": len(names), "differ": differ + unmatched, "unmatched": unmatched, "max_abs_diff": worst,
             "max_rel_diff": worst / scale if scale else worst}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _replay_stored(session, steps: list[dict], directory: Path) -> Check:
@@ -200,19 +203,21 @@ def _replay_stored(session, steps: list[dict], directory: Path) -> Check:
             for row in step["edits"]:
                 apply_edit(session, edit_from_dict(row))
         cmp = compare_weights(session, directory)
+    except _UNREPLAYABLE as exc:
+        return Check("replay (stored)", "fail", f"the recorded edits cannot be replayed ({_first_line(exc)})")
     finally:
         undo_all(session)
     n = sum(len(s["edits"]) for s in steps)
     if not cmp["differ"]:
         return Check("replay (stored)", "pass", f"base + {n} recorded update(s) = the directory's weights, "
                                                 f"bit for bit ({cmp['tensors']} tensors)", cmp)
-    status = "pass" if cmp["max_rel_diff"] <= EXACT_TOL and cmp["max_abs_diff"] > 0 else "fail"
+    status = "pass" if cmp["max_rel_diff"] <= EXACT_TOL and not cmp["unmatched"] else "fail"
     return Check("replay (stored)", status, f"{len(cmp['differ'])} of {cmp['tensors']} tensors differ from base + "
                                             f"the recorded updates (largest difference {cmp['max_abs_diff']:.3g}, "
                                             f"relative {cmp['max_rel_diff']:.2g}; tolerance {EXACT_TOL:g})", cmp)
 
 
-def _recompute(session, row: dict):
+def _recompute(session, row: dict, corpus: str | None = None):
     """Recompute one recorded edit from its request, hparams, prefixes and seed, and apply it."""
     from editing import memit, rome
     from editing.apply import apply_edit
@@ -227,13 +232,16 @@ def _recompute(session, row: dict):
     if recorded.method == "rome":
         hparams = rome.RomeHparams(delta=delta, **hp)
         stats = get_stats(session, hparams.layer, no_cov=hparams.no_cov,
-                          **({} if hparams.no_cov or not tokens else {"tokens": tokens}))
+                          **({} if hparams.no_cov else {"corpus": corpus, **({"tokens": tokens} if tokens else {})}))
         fresh = rome.compute(session, recorded.requests[0], hparams, stats, prefixes, recorded.seed)
         apply_edit(session, fresh)
         return recorded, fresh
     if recorded.method == "memit":
         hparams = memit.MemitHparams(layers=tuple(hp.pop("layers")), delta=delta, **hp)
-        return recorded, memit.compute_and_apply(session, recorded.requests, hparams, recorded.seed, prefixes).edit
+        kwargs = {} if hparams.no_cov else {"corpus": corpus}
+        stats = {layer: get_stats(session, layer, no_cov=hparams.no_cov, **kwargs) for layer in hparams.layers}
+        return recorded, memit.compute_and_apply(session, recorded.requests, hparams, recorded.seed, prefixes,
+                                                 stats).edit
     raise WorkbenchError(f"cannot recompute an edit of method {recorded.method!r}")
 
 
@@ -250,17 +258,20 @@ def _update_error(recorded, fresh) -> float:
     return (num / den) ** 0.5
 
 
-def _replay_optimisation(session, steps: list[dict], directory: Path, tolerance: float) -> Check:
+def _replay_optimisation(session, steps: list[dict], directory: Path, tolerance: float,
+                         corpus: str | None = None) -> Check:
     from editing.apply import undo_all
 
     errors = []
     try:
         for step in steps:
             for row in step["edits"]:
-                recorded, fresh = _recompute(session, row)
+                recorded, fresh = _recompute(session, row, corpus)
                 if recorded.updates:
                     errors.append(_update_error(recorded, fresh))
         cmp = compare_weights(session, directory)
+    except _UNREPLAYABLE as exc:
+        return Check("replay (optimisation)", "fail", f"the recorded edits cannot be recomputed ({_first_line(exc)})")
     finally:
         undo_all(session)
     worst = max(errors) if errors else None
@@ -278,10 +289,12 @@ def _replay_optimisation(session, steps: list[dict], directory: Path, tolerance:
 
 
 def verify(directory: str | Path, base: str | None = None, optimisation: bool = True, tolerance: float = OPT_TOL,
-           device: str = "cpu") -> VerifyReport:
+           device: str = "cpu", corpus: str | None = None) -> VerifyReport:
     """Check ``directory`` against its ``edits.json`` (see the module docstring's table).
 
     ``base``: where to load the base from when the recorded spec is not available here.
+    ``corpus``: the covariance corpus the edits used, when it was not the base's default (the
+    manifest does not record it; a wrong one makes the recomputed updates disagree).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -306,5 +319,5 @@ def verify(directory: str | Path, base: str | None = None, optimisation: bool = 
     session = load(spec, device=device, dtype=dtypes.pop() if dtypes else "float32")
     checks.append(_replay_stored(session, steps, directory))
     if optimisation:
-        checks.append(_replay_optimisation(session, steps, directory, tolerance))
+        checks.append(_replay_optimisation(session, steps, directory, tolerance, corpus))
     return VerifyReport(str(directory), tuple(checks))

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from editing import EditRequest, edit, save, undo
 from editing.export import manifest_digest
@@ -60,7 +59,8 @@ def test_second_save_appends_a_step_with_linked_hashes(chain):
     step1, step2 = two["history"]
     assert step1["input_sha256"] == {"model.safetensors": base_sha} == two["base_sha256"]
     assert step1["output_sha256"] == one["weights_sha256"] == step2["input_sha256"]
-    assert step2["output_sha256"] == two["weights_sha256"] == {"model.safetensors": sha256_file(second / "model.safetensors")}
+    written = {"model.safetensors": sha256_file(second / "model.safetensors")}
+    assert step2["output_sha256"] == two["weights_sha256"] == written
     assert step2["input_path"] == str(first.resolve())
     assert two["base_path"] == one["base_path"] == str(base_dir.resolve())
     assert [e["requests"][0]["subject"] for e in two["edits"]] == ["Eiffel Tower", "Louvre"]
@@ -219,3 +219,12 @@ def test_memit_edit_replays_and_old_manifests_still_verify(tiny_dirs, tmp_path):
     status = {c.name: c.status for c in verify(out).checks}
     assert status == {"manifest": "skip", "weights": "pass", "chain": "pass", "base": "pass",
                       "replay (stored)": "skip", "replay (optimisation)": "pass"}
+
+
+def test_verify_reports_unreplayable_vectors(chain, tmp_path):
+    broken = Path(shutil.copytree(chain[1], tmp_path / "broken"))
+    manifest = _manifest(broken)
+    manifest["history"][0]["edits"][0]["updates"][0]["u"] = [0.0, 1.0]  # wrong length
+    _write_manifest(broken, manifest, reseal=True)
+    check = {c.name: c for c in verify(broken, optimisation=False).checks}["replay (stored)"]
+    assert check.status == "fail" and "cannot be replayed" in check.detail and "\n" not in check.detail

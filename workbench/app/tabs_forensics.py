@@ -80,8 +80,8 @@ def build(ctx: AppContext) -> None:
 
     def compare_copies(workspace, hunt, prompt_text):
         rows = backends.api("editing.tamper", "behaviour")(text(hunt, "hunt folder"), text(prompt_text, "prompt"))
-        table = [[r["copy"], repr(r["top_token"]), percent(r["prob"]), repr(r["second_token"]), percent(r["second_prob"])]
-                 for r in rows]
+        table = [[r["copy"], repr(r["top_token"]), percent(r["prob"]), repr(r["second_token"]),
+                  percent(r["second_prob"])] for r in rows]
         return table, workspace.record(f"Tamper hunt, behaviour: {prompt_text}", table=[COMPARE_HEADER] + table)
 
     def trace_copy(workspace, hunt, copy_name, prompt_text, subject_text):
