@@ -149,6 +149,7 @@ def _register_shift(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default="all", help="all, or comma-separated layers")
     p.add_argument("--edit-method", choices=("rome", "memit"), default="rome")
     p.add_argument("--edit-layer", default=None, help="edited layer (default: the model's), or auto")
+    p.add_argument("--no-cov", action="store_true", help="edit with C = I instead of key statistics (faster)")
     p.add_argument("--seed", type=int, default=0, help="probe split and edit seed")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="before/after curves")
     add_json_option(p)
@@ -175,7 +176,7 @@ def cmd_probe_shift(args):
         dataset = load_dataset(args.dataset)
     session = load_from_args(args)
     request = EditRequest(args.prompt, args.subject, args.target)
-    made = edit(session, request, args.edit_method, args.edit_layer, seed=args.seed)
+    made = edit(session, request, args.edit_method, args.edit_layer, no_cov=args.no_cov, seed=args.seed)
     undo(session, len(made.edits))  # re-applied (and undone) inside probe_shift
 
     def edited():

@@ -279,7 +279,7 @@ def diff_section(result: dict, command: str | None = None) -> Section:
         lines.append(f"Reverted weights written to {result['revert']['out']}; largest difference from the base "
                      f"{_num(result['revert']['max_abs_diff_from_base'], 4)}.")
     tables = [table(rows)]
-    explanation = result.get("explanation")
+    explanation = result.get("explain", result.get("explanation"))
     if isinstance(explanation, str):
         lines.append(explanation)
     elif explanation:
@@ -296,7 +296,8 @@ def _dict_tables(value: dict) -> list[Table]:
     for key, item in value.items():
         if isinstance(item, list) and item and isinstance(item[0], dict):
             header = list(item[0])
-            out.append(table([header] + [[_num(row.get(h), 4) for h in header] for row in item]))
+            out.append(table([[f"{key}: {header[0]}", *header[1:]]] + [[_num(row.get(h), 4) for h in header]
+                                                                         for row in item]))
         elif isinstance(item, dict):
             out += _dict_tables(item)
         elif isinstance(item, list):
