@@ -105,7 +105,7 @@ def parse_candidates(spec: str | None) -> tuple[str, ...]:
     path = Path(spec).expanduser()
     if path.is_file():
         items = path.read_text(encoding="utf-8").splitlines()
-    elif path.suffix in {".txt", ".csv", ".lst"} or "/" in spec:
+    elif "," not in spec and (path.suffix in {".txt", ".csv", ".lst", ".json"} or "/" in spec):
         raise WorkbenchError(f"candidates file {spec} does not exist")
     else:
         items = spec.split(",")
