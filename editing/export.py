@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib.metadata
 import json
 import logging
 import shutil
@@ -35,6 +34,7 @@ from workbench.errors import WorkbenchError
 from workbench.io import atomic_directory, write_json
 from workbench.loading import sha256_file
 from workbench.modules import matrix
+from workbench.report import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +42,11 @@ _COPY = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_c
          "merges.txt", "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
 MANIFEST = "edits.json"
 FORMAT = "workbench-edits/2"  # format 1 (no history, no vectors) is read as a one-step chain
-_VERSIONS = ("torch", "transformers", "transformer-lens", "safetensors", "open-weights-workbench")
 
 
 def versions() -> dict[str, str | None]:
-    out = {}
-    for name in _VERSIONS:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    """Library versions recorded in edits.json (the same list as the reports' model cards)."""
+    return library_versions()
 
 
 def _base_state(session) -> dict[str, torch.Tensor]:

@@ -22,15 +22,7 @@ from probes.shift import probe_shift
 from workbench.cli import main
 from workbench.errors import WorkbenchError
 
-from test_report import assert_self_contained
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WORKBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    mp.undo()
+from test_report import assert_self_contained, cache  # noqa: F401  (cache: a module-scoped fixture)
 
 
 @pytest.fixture(scope="module")
