@@ -12,7 +12,8 @@ a planted label direction; 1,600 train / 400 test rows). Ours: :func:`probes.lin
 (per-layer standardisation, all layers as one batched L-BFGS, stopping at scikit-learn's
 criterion: largest entry of the mean-loss gradient <= 1e-4). Theirs, layer by layer:
 ``StandardScaler`` + ``LogisticRegression(C=1.0, max_iter=2000)`` (lbfgs, default ``tol=1e-4``).
-Timed: standardisation + fit of all 12 layers, best of 3 after a warm-up on both sides. The test
+Timed: standardisation + fit of all 12 layers, best of 3 after a warm-up on both sides, the
+runs of the two sides alternating. The test
 accuracies of both are compared (``probe_sweep_max_accuracy_gap``).
 
 ``ridge_speedup``: all-alpha ridge with 5-fold cross-validation on 20,000 x 768 with two targets,
@@ -24,7 +25,8 @@ scoring="neg_mean_squared_error")`` (a grid search: a ``Ridge`` fit per alpha an
 refit). Differences: scikit-learn picks one alpha for both targets, ours one per target; the folds
 are drawn differently. For reference ``ridge_speedup_vs_gcv`` compares with ``RidgeCV(alphas=
 ALPHAS)`` and its default efficient leave-one-out (GCV), a different CV scheme (1 thread only).
-Ridge timings are single runs after a warm-up of ours (a scikit-learn run takes minutes here).
+Ridge timings are single runs (alternating; ours after a warm-up; a scikit-learn run takes
+minutes here).
 Both sides' held-out R² are reported. scikit-learn is a dev-only dependency.
 """
 from __future__ import annotations
@@ -94,26 +96,27 @@ def thread_limit(threads: int):
         torch.set_num_threads(before)
 
 
-def _timed(fn: Callable[[], object], repeats: int) -> float:
-    """Best of ``repeats`` runs (the caller warms up where it wants to)."""
-    times = []
+def _interleaved(ours: Callable[[], object], theirs: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Best of ``repeats`` runs of each, alternating (the load of a shared machine drifts)."""
+    best = [float("inf"), float("inf")]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for side, fn in enumerate((ours, theirs)):
+            start = time.perf_counter()
+            fn()
+            best[side] = min(best[side], time.perf_counter() - start)
+    return best[0], best[1]
 
 
-def _ours_logistic(case) -> tuple[float, list[float]]:
+def _ours_logistic(case) -> tuple[Callable[[], object], list[float]]:
+    """The fit (all layers) and its test accuracies (this first call is also the warm-up)."""
     train_x, test_x, train_y, test_y = case
     sites = [f"layer{i}" for i in range(train_x.shape[0])]
     fit = lambda: fit_probes(train_x, train_y, ("0", "1"), sites, "logistic", l2=1.0)  # noqa: E731
-    probes = fit()
-    accuracy = [float((p.predict(test_x[i]) == test_y).float().mean()) for i, p in enumerate(probes)]
-    return _timed(fit, 3), accuracy
+    accuracy = [float((p.predict(test_x[i]) == test_y).float().mean()) for i, p in enumerate(fit())]
+    return fit, accuracy
 
 
-def _sklearn_logistic(case) -> tuple[float, list[float]]:
+def _sklearn_logistic(case) -> tuple[Callable[[], object], list[float]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -128,21 +131,20 @@ def _sklearn_logistic(case) -> tuple[float, list[float]]:
             accuracy.append(float(model.score(scaler.transform(test_x[i]), test_y)))
 
     fit()
-    return _timed(fit, 3), list(accuracy)
+    return fit, list(accuracy)
 
 
 def _r2(pred, y) -> float:
     return float(1 - ((pred - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
 
 
-def _ours_ridge(case) -> tuple[float, float]:
+def _ours_ridge(case) -> tuple[Callable[[], object], float]:
     train_x, test_x, train_y, test_y = case
     fit = fit_ridge_cv(train_x, train_y)  # also the warm-up
-    seconds = _timed(lambda: fit_ridge_cv(train_x, train_y), 1)
-    return seconds, _r2(test_x @ fit.weight.T + fit.bias, test_y)
+    return lambda: fit_ridge_cv(train_x, train_y), _r2(test_x @ fit.weight.T + fit.bias, test_y)
 
 
-def _sklearn_ridge(case, cv) -> tuple[float, float]:
+def _sklearn_ridge(case, cv) -> tuple[Callable[[], object], list[float]]:
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold
     from sklearn.preprocessing import StandardScaler
@@ -150,11 +152,14 @@ def _sklearn_ridge(case, cv) -> tuple[float, float]:
     train_x, test_x, train_y, test_y = (t.numpy() for t in case)
     options = {} if cv is None else {"cv": KFold(cv, shuffle=True, random_state=0),
                                      "scoring": "neg_mean_squared_error"}
-    start = time.perf_counter()
-    scaler = StandardScaler().fit(train_x)
-    model = RidgeCV(alphas=ALPHAS, **options).fit(scaler.transform(train_x), train_y)
-    seconds = time.perf_counter() - start
-    return seconds, _r2(model.predict(scaler.transform(test_x)), test_y)
+    r2: list[float] = []
+
+    def fit():
+        scaler = StandardScaler().fit(train_x)
+        model = RidgeCV(alphas=ALPHAS, **options).fit(scaler.transform(train_x), train_y)
+        r2[:] = [_r2(model.predict(scaler.transform(test_x)), test_y)]
+
+    return fit, r2
 
 
 def probes_speed(quick: bool = False) -> dict:
@@ -166,20 +171,25 @@ def probes_speed(quick: bool = False) -> dict:
     for threads in (1, 2):
         tag = "" if threads == 1 else "_2threads"
         with thread_limit(threads):
-            ours_s, ours_acc = _ours_logistic(logistic)
-            ours_r_s, ours_r2 = _ours_ridge(ridge)
-            theirs_s, theirs_acc = _sklearn_logistic(logistic)
-            theirs_r_s, theirs_r2 = _sklearn_ridge(ridge, cv=5)
-            gcv = _sklearn_ridge(ridge, cv=None) if threads == 1 else None
+            ours_fit, ours_acc = _ours_logistic(logistic)
+            theirs_fit, theirs_acc = _sklearn_logistic(logistic)
+            ours_s, theirs_s = _interleaved(ours_fit, theirs_fit, 3)
+            ours_ridge, ours_r2 = _ours_ridge(ridge)
+            theirs_ridge, theirs_r2 = _sklearn_ridge(ridge, cv=5)
+            ours_r_s, theirs_r_s = _interleaved(ours_ridge, theirs_ridge, 1)
+            if threads == 1:
+                gcv_fit, gcv_r2 = _sklearn_ridge(ridge, cv=None)
+                ours_again, gcv_s = _interleaved(ours_ridge, gcv_fit, 1)
+                ours_r_s, gcv = min(ours_r_s, ours_again), (gcv_s, gcv_r2[0])
         gap = max(abs(a - b) for a, b in zip(ours_acc, theirs_acc))
         out |= {f"probe_sweep_speedup{tag}": round(theirs_s / ours_s, 2), f"probe_sweep_s{tag}": round(ours_s, 3),
                 f"probe_sweep_sklearn_s{tag}": round(theirs_s, 3),
                 f"probe_sweep_max_accuracy_gap{tag}": round(gap, 4),
                 f"ridge_speedup{tag}": round(theirs_r_s / ours_r_s, 2), f"ridge_s{tag}": round(ours_r_s, 3),
                 f"ridge_sklearn_s{tag}": round(theirs_r_s, 3)}
-        if gcv is not None:
+        if threads == 1:
             out |= {"ridge_speedup_vs_gcv": round(gcv[0] / ours_r_s, 2), "ridge_sklearn_gcv_s": round(gcv[0], 3),
-                    "ridge_r2": round(ours_r2, 4), "ridge_sklearn_r2": round(theirs_r2, 4),
+                    "ridge_r2": round(ours_r2, 4), "ridge_sklearn_r2": round(theirs_r2[0], 4),
                     "ridge_sklearn_gcv_r2": round(gcv[1], 4), "probe_sweep_best_accuracy": round(max(ours_acc), 4)}
     out |= {"probe_sweep_shape": [logistic[0].shape[0], logistic[0].shape[1] + logistic[1].shape[1],
                                   logistic[0].shape[2]], "ridge_shape": [ridge[0].shape[0], ridge[0].shape[1]]}

@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         _quiet_libraries()
     try:
+        from workbench.devices import apply_thread_setting
+
+        apply_thread_setting()  # WORKBENCH_THREADS, once, before any work
         outcome = args.handler(args)  # (result, text) or (result, text, report)
         _emit(args, outcome[0], outcome[1])
         if getattr(args, "report", None):

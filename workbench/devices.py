@@ -1,6 +1,9 @@
 """Device and dtype choice: CUDA when present, CPU otherwise; bf16 only where the GPU supports it."""
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
 
 from workbench.errors import WorkbenchError
@@ -18,6 +21,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     >>> resolve_device("cpu")
     device(type='cpu')
     """
+    apply_thread_setting()
     if isinstance(device, torch.device):
         device = str(device)
     if device == "auto":
@@ -51,3 +55,22 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if dtype not in DTYPES:
         raise WorkbenchError(f"unknown dtype {dtype!r}: use auto, float32, bfloat16 or float16")
     return DTYPES[dtype]
+
+
+@functools.cache
+def apply_thread_setting() -> int | None:
+    """Apply ``WORKBENCH_THREADS`` (torch's intra-op CPU threads) once per process; None when unset.
+
+    Called at CLI start and when a session resolves its device. On a small CPU shared with other
+    jobs, one thread can be several times faster than the default pool (see README, probes).
+
+    >>> apply_thread_setting() is None or apply_thread_setting() >= 1
+    True
+    """
+    value = os.environ.get("WORKBENCH_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise WorkbenchError(f"WORKBENCH_THREADS={value!r}: give a positive number of threads (or unset it)")
+    torch.set_num_threads(int(value))
+    return int(value)
