@@ -90,6 +90,27 @@ def test_logistic_recovers_a_planted_direction_and_matches_sklearn():
     assert torch.allclose(ours_w[0, 0], torch.tensor(ref.coef_[0], dtype=torch.float32), atol=2e-2, rtol=2e-2)
 
 
+def test_logistic_folded_standardisation_and_batched_layers():
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 300, 12, generator=g) * torch.rand(12, generator=g) * 5 + 7.0  # raw, off-centre
+    y = torch.arange(300) % 3
+    x[1, :, 0] += 2.0 * y  # a readable layer, the others noise
+    mean, scale = x.mean(1, keepdim=True), x.std(1, keepdim=True)
+    folded = fit_logistic(x, y, 3, tol=1e-6, mean=mean, scale=scale)
+    explicit = fit_logistic((x - mean) / scale, y, 3, tol=1e-6)
+    assert torch.allclose(folded[0], explicit[0], atol=1e-3) and torch.allclose(folded[1], explicit[1], atol=1e-3)
+    for layer in range(3):  # each layer of the batch is its own problem: the same as fitting it alone
+        alone = fit_logistic(x[layer:layer + 1], y, 3, tol=1e-6, mean=mean[layer:layer + 1],
+                             scale=scale[layer:layer + 1])
+        assert torch.allclose(alone[0][0], folded[0][layer], atol=1e-3)
+    z = ((x[1] - mean[1]) / scale[1]).numpy()  # multinomial objective = scikit-learn's
+    ref = sklearn.LogisticRegression(C=1.0, max_iter=5000, tol=1e-8).fit(z, y.numpy())
+    ours = folded[0][1] - folded[0][1].mean(0)  # softmax weights are defined up to a shared shift
+    theirs = torch.tensor(ref.coef_, dtype=torch.float32)
+    assert torch.allclose(ours, theirs - theirs.mean(0), atol=2e-2)
+
+
 def test_multiclass_logistic_and_mass_mean():
     g = torch.Generator().manual_seed(3)
     centres = torch.randn(4, 16, generator=g) * 3
