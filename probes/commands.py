@@ -1,6 +1,7 @@
 """``workbench probe``: a layer sweep with controls, transfer, plots, a saved probe and the causal check.
 
     workbench probe --model factworld --dataset factworld_country --causal --json out.json --plot sweep.png
+    workbench probe --model factworld --dataset factworld_country --causal --causal-layer 0
     workbench probe --dataset cities --test-dataset neg_cities --method mass-mean --layers 2,4,6
     workbench probe --dataset my.csv --text-column sentence --label-column y --save-probe best
 """
@@ -33,6 +34,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--save-probe", default=None, metavar="FILE", help="save the best layer's probe "
                    "(FILE.safetensors + FILE.json)")
     p.add_argument("--causal", action="store_true", help="steer along the best probe and measure the answer")
+    p.add_argument("--causal-layer", type=int, default=None, help="steer at this layer instead of the best one "
+                   "(at subject_last, early layers move the answer most: later ones have little attention left)")
     p.add_argument("--alphas", default="0,0.25,0.5,1,2", help="causal check: push sizes (x mean activation norm)")
     p.add_argument("--causal-prompts", type=int, default=64)
     p.add_argument("--causal-plot", default=None, metavar="FILE.png")
@@ -93,7 +96,13 @@ def cmd_probe(args):
     if args.save_probe:
         out["saved_probe"] = str(result.probe.save(args.save_probe))
     if args.causal:
-        curve = steering_curve(session, result.probe, dataset, _floats(args.alphas), result.position,
+        probe = result.probe
+        if args.causal_layer is not None:  # the first seed's probe at that layer (cached activations)
+            probe = sweep(session, dataset, method=args.method, layers=[args.causal_layer], position=args.position,
+                          seeds=[int(v) for v in _floats(args.seeds)][:1], control=False,
+                          test_fraction=args.test_fraction, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                          batch_size=args.batch_size, **fit_options).probe
+        curve = steering_curve(session, probe, dataset, _floats(args.alphas), result.position,
                                n_prompts=args.causal_prompts, batch_size=args.batch_size)
         out["causal"] = curve.to_dict()
         if args.causal_plot:
@@ -123,6 +132,9 @@ def _text(out: dict) -> str:
             if key in row:
                 line += f"  {key} {row[key]:.3f}"
         lines.append(line + ("  <- best" if row["layer"] == out["best_layer"] else ""))
+    if "causal" in out:
+        lines.append(f"causal check at {out['causal']['site']} ({out['causal']['position']}), "
+                     f"{out['causal']['n_prompts']} prompts:")
     for row in out.get("causal", {}).get("curve", []):
         lines.append(f"alpha {row['alpha']:>5}: P(target) {row['p_target']:.3f} (random dir "
                      f"{row['p_target_random']:.3f})  P(original) {row['p_original']:.3f} (random dir "

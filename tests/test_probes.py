@@ -299,8 +299,11 @@ def test_factworld_country_probe_is_selective(country_sweep):
 def test_factworld_steering_moves_the_answer(country_sweep):
     from probes import steering_curve
 
-    session, dataset, result = country_sweep
-    curve = steering_curve(session, result.probe, dataset, alphas=(0.0, 2.0), n_prompts=32)
+    session, dataset, _ = country_sweep
+    # at the subject's last token the push must still be carried to the answer position by later
+    # attention: measured on the retrained factworld, layers 0-1 move it (P ~0.17 at alpha 2), layer 5 not at all
+    early = sweep(session, dataset, layers=[0], seeds=(0,), control=False)
+    curve = steering_curve(session, early.probe, dataset, alphas=(0.0, 2.0), n_prompts=32)
     start, pushed = curve.rows
     assert pushed["p_target"] > start["p_target"] + 0.05
     assert pushed["p_target"] > pushed["p_target_random"] + 0.05  # not any push: this direction
