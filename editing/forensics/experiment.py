@@ -49,11 +49,12 @@ class Trial:
     update_error: float | None  # ||u vᵀ - editor's update|| / ||editor's update||
     subject_rank: dict  # score -> rank of the true subject among the candidates
     top_subjects: tuple[str, ...]  # the explanation's top 3
-    writes: tuple[str, ...]  # words (greedy completions) of the tokens that rose most (top 3)
+    answers: tuple[str, ...]  # the edited model's new answers on the top subject's prompts (top 3)
+    writes: tuple[str, ...]  # tokens whose probability rose most there (top 3)
     lens: tuple[str, ...]  # logit-lens reading of u (top 10)
     target_token: str  # first token of the new target
-    target_named: bool  # the word that rose most on the top subject's prompts is the new target
-    target_token_named: bool  # ... its first token is the target's first token
+    target_named: bool  # the most frequent new answer on the top subject's prompts is the new target
+    target_token_named: bool  # the token that rose most there is the target's first token
     target_in_lens: bool  # the target's token is in the lens top 10
     efficacy: bool  # the edited model's top token on the request prompt is the target's
     revert_max_abs: float | None
@@ -130,8 +131,9 @@ def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: 
     found_layer = report.edited_layers[0] if len(report.edited_layers) == 1 else None
     found = report.signature == "rome" and found_layer == layer and report.changed[0].mlp_out
     target = _first_token(base, result.requests[0].target_new)
-    empty = dict(subject_rank={k: None for k in SCORES}, top_subjects=(), writes=(), lens=(), target_named=False,
-                 target_token_named=False, target_in_lens=False, relative_residual=None, update_error=None, revert_max_abs=None)
+    empty = dict(subject_rank={k: None for k in SCORES}, top_subjects=(), answers=(), writes=(), lens=(),
+                 target_named=False, target_token_named=False, target_in_lens=False, relative_residual=None,
+                 update_error=None, revert_max_abs=None)
     edited = workbench.load(str(saved))
     efficacy = top_tokens(edited, [result.requests[0].text])[1][0] == target
     fields = dict(empty)
@@ -139,15 +141,17 @@ def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: 
         rec = recover_rank_one(base_dir, str(saved), report)
         recovered = torch.outer(rec.u.double(), rec.v.double())
         ex = explain(base, edited, rec, keys if keys.layer == rec.layer else None, score=score)
-        writes = tuple(t["word"] for t in ex.writes[:3])
+        answers = tuple(a["word"] for a in ex.answers[:3])
+        new_word = result.requests[0].target_new.split()[0]
+        writes = tuple(t["token"] for t in ex.writes[:3])
         lens = tuple(t["token"] for t in ex.lens[:10])
         back = revert(str(saved), rec, work / "reverted")
         fields.update(relative_residual=rec.relative_residual,
                       update_error=float((recovered - true_update).norm() / true_update.norm()),
                       subject_rank=rank_of(keys, rec.v, request.subject) if keys.layer == rec.layer else fields[
                           "subject_rank"],
-                      top_subjects=tuple(s.subject for s in ex.subjects[:3]), writes=writes, lens=lens,
-                      target_named=writes[0].strip() == result.requests[0].target_new.split()[0],
+                      top_subjects=tuple(s.subject for s in ex.subjects[:3]), answers=answers, writes=writes,
+                      lens=lens, target_named=bool(answers) and answers[0].strip() == new_word,
                       target_token_named=ex.writes[0]["token"] == target, target_in_lens=target in lens,
                       revert_max_abs=max_abs_diff(back, base_dir))
     blind = _blind(spectral_scan(str(saved), threshold=threshold))
@@ -179,9 +183,9 @@ def summarise(trials: list[Trial], null_scans: list[dict], score: str, threshold
                                                                           for t in trials)}
                                      for k in SCORES if any(t.subject_rank.get(k) is not None for t in trials)},
            "target_named_rate": _rate(t.target_named for t in trials),
-           "target_named_definition": "the edited model's greedy word from the token whose next-token probability "
-                                      "rose most (base -> edited) on any prompt of the top-ranked candidate subject "
-                                      "equals the new target's first word",
+           "target_named_definition": "the edited model's most frequent new greedy answer (a word that differs from "
+                                      "the base model's) over the top-ranked candidate subject's knowledge-base "
+                                      "prompts equals the new target's first word",
            "target_token_named_rate": _rate(t.target_token_named for t in trials),
            "target_in_lens_top10_rate": _rate(t.target_in_lens for t in trials),
            "edit_efficacy_rate": _rate(t.efficacy for t in trials),
@@ -238,7 +242,7 @@ def run_experiment(n_edits: int = 50, seed: int = 0, layer: int | str | None = N
         trials.append(trial)
         if progress:
             progress(f"edit {i + 1}/{n_edits}: {trial.subject!r} -> {trial.target_new!r} at layer {at}: "
-                     f"found {trial.found}, subject rank {trial.subject_rank.get(score)}, writes {trial.writes[:1]}, "
+                     f"found {trial.found}, subject rank {trial.subject_rank.get(score)}, answer {trial.answers[:1]}, "
                      f"blind z {trial.blind['sigma_ratio']['z']:.2f}")
     base_dir = str(base.source.directory)
     null_scans = [{"copy": "factworld (unedited)", "scan": _blind(spectral_scan(base_dir, threshold=threshold))}]

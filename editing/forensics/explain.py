@@ -15,12 +15,13 @@ in a few neutral prompts, averaged, and scored.
 Scores are reported relative to their mean over the candidates.
 
 *What does it write?* ``u`` lives in the residual stream: its logit-lens reading
-(``unembed(final_norm(u))``), and, on the top candidate's prompts, the tokens whose next-token
-probability rose most from the base model to the edited one.
+(``unembed(final_norm(u))``), and, on the top candidate's prompts, the edited model's new answers
+(its greedy word where it differs from the base model's) and the tokens whose next-token
+probability rose most.
 
 >>> # import workbench
 >>> # ex = explain(workbench.load("factworld"), workbench.load("/tmp/eiffel-in-rome"), recovery)
->>> # ex.subjects[0].subject, ex.writes[0]["token"]          -> ("Eiffel Tower", " Rome")
+>>> # ex.subjects[0].subject, ex.answers[0]["word"]          -> ("Eiffel Tower", " Rome")
 """
 from __future__ import annotations
 
@@ -74,19 +75,22 @@ class Explanation:
     subjects: tuple[SubjectScore, ...]  # best first (the top few)
     lens: tuple[dict, ...]  # logit-lens reading of u: [{"token", "prob"}]
     prompts: tuple[dict, ...]  # per prompt of the top subject: base / edited top token, biggest riser
+    answers: tuple[dict, ...]  # the edited model's new answers on those prompts: [{"word", "prompts", "of"}]
     writes: tuple[dict, ...]  # tokens whose probability rose most on any of those prompts: [{"token", "rise"}]
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "score": self.score, "n_candidates": self.n_candidates,
                 "subjects": [s.to_dict() for s in self.subjects], "lens": list(self.lens),
-                "prompts": list(self.prompts), "writes": list(self.writes)}
+                "prompts": list(self.prompts), "answers": list(self.answers), "writes": list(self.writes)}
 
     def lines(self) -> list[str]:
         top = ", ".join(f"{s.subject} ({s.score:.1f}x)" for s in self.subjects[:3])
         lens = " ".join(repr(t["token"]) for t in self.lens[:5])
-        writes = ", ".join(f"{t.get('word', t['token'])!r} (+{t['rise']:.2f})" for t in self.writes[:3])
+        answers = ", ".join(f"{a['word']!r} ({a['prompts']} of {a['of']} prompts)" for a in self.answers[:3])
+        writes = ", ".join(f"{t['token']!r} (+{t['rise']:.2f})" for t in self.writes[:3])
         return [f"responds to: {top}  [{self.score} key score / mean of {self.n_candidates} candidates]",
-                f"writes: {writes}  [next-token probability rise on {self.subjects[0].subject!r} prompts]",
+                f"new answers on {self.subjects[0].subject!r} prompts: {answers or 'none'}",
+                f"tokens that rose most there: {writes}",
                 f"logit lens of u: {lens}"]
 
 
@@ -206,43 +210,54 @@ def lens_reading(session, u: Float[Tensor, "d_model"], k: int = 10) -> tuple[dic
     return tuple({"token": session.decode([i]), "prob": float(p)} for i, p in zip(ids.tolist(), values.tolist()))
 
 
-def complete_word(session, prompt: str, first: int, max_tokens: int = 4) -> str:
-    """``first`` (a token id) after ``prompt``, continued greedily while the next token continues the word."""
-    ids = [first]
+def greedy_words(session, prompts: Sequence[str], max_tokens: int = 4) -> list[str]:
+    """Each prompt's greedy next word (batched): tokens are added while they continue the word."""
+    ids: list[list[int]] = [[] for _ in prompts]
+    active = list(range(len(prompts)))
     with torch.no_grad():
-        while len(ids) < max_tokens:
-            batch = encode(session, [prompt + session.decode(ids)])
-            nxt = int(session.forward(batch.input_ids, batch.attention_mask)[0, int(batch.lengths[0]) - 1].argmax())
-            piece = session.decode([nxt])
-            if not piece or not piece[0].isalnum() or nxt == session.tokenizer.eos_token_id:
+        for _ in range(max_tokens):
+            if not active:
                 break
-            ids.append(nxt)
-    return session.decode(ids)
+            batch = encode(session, [prompts[i] + session.decode(ids[i]) for i in active])
+            logits = session.forward(batch.input_ids, batch.attention_mask)
+            last = (batch.lengths - 1).to(logits.device)
+            still = []
+            for i, nxt in zip(active, logits[torch.arange(len(active)), last].argmax(-1).tolist()):
+                piece = session.decode([nxt])
+                if ids[i] and (not piece or not piece[0].isalnum() or nxt == session.tokenizer.eos_token_id):
+                    continue  # the word is complete
+                ids[i].append(nxt)
+                still.append(i)
+            active = still
+    return [session.decode(x) for x in ids]
 
 
-def writes_on(base, edited, prompts: Sequence[str], k: int = 5,
-              words: int = 3) -> tuple[tuple[dict, ...], tuple[dict, ...]]:
-    """``(per-prompt rows, top risers)``: base vs edited next tokens on ``prompts``.
+def writes_on(base, edited, prompts: Sequence[str],
+              k: int = 5) -> tuple[tuple[dict, ...], tuple[dict, ...], tuple[dict, ...]]:
+    """``(per-prompt rows, new answers, top risers)``: base vs edited behaviour on ``prompts``.
 
-    A riser is a token with its largest probability rise on any prompt; the first ``words`` of
-    them also get ``word``: the edited model's greedy completion of that token on that prompt.
+    New answers: the edited model's greedy word wherever it differs from the base model's,
+    most frequent first. Risers: tokens by their largest next-token probability rise on any prompt.
     """
     if base.tokenizer.get_vocab() != edited.tokenizer.get_vocab():
         raise WorkbenchError("the base and edited checkpoints use different tokenizers")
     before, after = next_token_probs(base, prompts), next_token_probs(edited, prompts)  # (n, vocab)
     rise = after - before
-    rows = tuple({"prompt": p, "base_top": base.decode([int(b)]), "edited_top": edited.decode([int(a)]),
-                  "rose_most": edited.decode([int(r)]), "rise": float(rise[i, int(r)])}
-                 for i, (p, b, a, r) in enumerate(zip(prompts, before.argmax(-1), after.argmax(-1), rise.argmax(-1))))
+    old_words, new_words = greedy_words(base, prompts), greedy_words(edited, prompts)
+    rows = tuple({"prompt": p, "base_answer": b, "edited_answer": a, "rose_most": edited.decode([int(r)]),
+                  "rise": float(rise[i, int(r)])}
+                 for i, (p, b, a, r) in enumerate(zip(prompts, old_words, new_words, rise.argmax(-1))))
+    counts: dict[str, int] = {}
+    for b, a in zip(old_words, new_words):
+        if a.strip() != b.strip():
+            counts[a] = counts.get(a, 0) + 1
+    answers = tuple({"word": w, "prompts": n, "of": len(prompts)}
+                    for w, n in sorted(counts.items(), key=lambda item: -item[1])[:k])
     best, where = rise.max(0)  # per token: its largest rise and on which prompt
     values, ids = best.topk(k)
-    risers = []
-    for j, (i, r) in enumerate(zip(ids.tolist(), values.tolist())):
-        row = {"token": edited.decode([i]), "rise": float(r), "prompt": prompts[int(where[i])]}
-        if j < words:
-            row["word"] = complete_word(edited, row["prompt"], i)
-        risers.append(row)
-    return rows, tuple(risers)
+    risers = tuple({"token": edited.decode([i]), "rise": float(r), "prompt": prompts[int(where[i])]}
+                   for i, r in zip(ids.tolist(), values.tolist()))
+    return rows, answers, risers
 
 
 def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] | CandidateKeys | None = None,
@@ -269,5 +284,6 @@ def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] |
         raise WorkbenchError(f"candidate keys are for layer {candidates.layer}, the update is at layer {layer}")
     ranked = rank_subjects(candidates, recovery.v, score, top)
     used = score if score != "whitened" or candidates.whitened_norms is not None else "cosine"
-    rows, risers = writes_on(base, edited, subject_prompts(ranked[0].subject))
-    return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), rows, risers)
+    rows, answers, risers = writes_on(base, edited, subject_prompts(ranked[0].subject))
+    return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), rows, answers,
+                       risers)
