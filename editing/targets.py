@@ -37,6 +37,11 @@ STARTERS = ("The", "Therefore", "Because", "I", "You")
 KL_PROMPT = "{} is a"
 
 
+# Re-checked on the retrained factworld (6679780), layer 0, single ROME edits on the first 30 benchmark
+# requests (ES / PS / NS / two-hop, mean steps taken): these defaults 1.00 / 0.972 / 0.990 / 0.031, 20.5 steps;
+# early_stop_loss 0.1: 1.00 / 0.967 / 0.997 / 0.031, 17.2 steps; lr 1.0: 1.00 / 0.971 / 0.977 / 0.000, 19.3 steps.
+# The mean NLL over the 11 contexts often settles at 0.2-0.5 (weight decay, KL and the clamp pull against it), so
+# a looser stop saves few steps and costs paraphrase success; the Eiffel Tower edit stops at step 8.
 @dataclass(frozen=True)
 class DeltaHparams:
     lr: float = 0.5
@@ -98,6 +103,7 @@ class DeltaResult:
     init: Float[Tensor, "n d_model"]  # the clean value at ``site`` there (first, unprefixed context)
     steps: int
     losses: tuple[float, ...]  # final NLL per request
+    history: tuple[float, ...] = ()  # mean NLL over requests at each step
 
 
 def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[str],
@@ -157,6 +163,7 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
         return full[score_rows, score_pos], full[kl_rows, kl_pos]
 
     losses = torch.zeros(len(requests))
+    history: list[float] = []
     step = 0
     with frozen_weights(session), torch.enable_grad():
         for step in range(1, hp.steps + 1):
@@ -170,6 +177,7 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
             decay = hp.weight_decay * delta.norm(dim=-1) / init.norm(dim=-1).pow(2)
             loss = (nll + hp.kl_factor * kl + decay).sum()
             losses = nll.detach().cpu()
+            history.append(float(losses.mean()))
             if hp.fast and bool((nll < hp.early_stop_loss).all()):
                 break
             if step == hp.steps:
@@ -180,5 +188,6 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
                 scale = (max_norm / delta.norm(dim=-1, keepdim=True).clamp(min=1e-12)).clamp(max=1.0)
                 delta.mul_(scale)
     log.info("delta optimisation: %d steps, final nll %s", step, [round(float(x), 4) for x in losses])
-    return DeltaResult(delta.detach().float().cpu(), init.cpu(), step, tuple(float(x) for x in losses))
+    return DeltaResult(delta.detach().float().cpu(), init.cpu(), step, tuple(float(x) for x in losses),
+                       tuple(history))
 

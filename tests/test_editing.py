@@ -91,6 +91,8 @@ def test_fast_schedule_matches_reference(tiny_sessions):
     fast = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, early_stop_loss=0.0))
     slow = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, fast=False))
     assert torch.allclose(fast.delta, slow.delta, atol=1e-5)
+    assert len(fast.history) == fast.steps == 3 and fast.history[-1] == pytest.approx(fast.losses[0])
+    assert fast.history == pytest.approx(slow.history, rel=1e-4)
 
 
 def test_undo_lifo_and_exception(gpt2_session):
