@@ -95,11 +95,13 @@ def test_report_on_edit_and_diff(capsys, cache, tmp_path):
     assert f"--save {edited}" in html
 
     diff = tmp_path / "diff.html"
-    run(capsys, "diff", "--base", "factworld", "--edited", str(edited), "--report", str(diff))
+    run(capsys, "diff", "--base", "factworld", "--edited", str(edited), "--candidates", "Louvre,Eiffel Tower,Colosseum",
+        "--score", "cosine", "--report", str(diff))  # cosine: no key statistics to compute
     html = diff.read_text()
     assert_self_contained(html, images=False)
     assert "Model card (base): factworld" in html and "Model card (edited)" in html and "rome" in html
     assert "mlp" in html and "Rank-one update recovered" in html
+    assert "<th>subjects: subject</th>" in html and "<td>Eiffel Tower</td>" in html  # the explanation's tables
     assert f"workbench diff --base factworld --edited {edited}" in html
 
 
