@@ -74,14 +74,14 @@ def trace_cost(session, plain, request, samples: int = 10, repeats: int = 1) -> 
 
 
 def stats_cost(session, layer: int, texts: list[str], tokens: int) -> dict:
-    from editing.covariance import compute_cov
+    from editing.covariance import compute_cov, corpus_pieces
     from workbench import sites
     from workbench.activations import batches, run_to_sites
     from workbench.tokens import encode
 
     cov_s = best_time(lambda: compute_cov(session, layer, texts, tokens, progress=False), 2)
     _, count = compute_cov(session, layer, texts, tokens, progress=False)
-    pieces = [session.tokenizer.decode(ids[:128]) for ids in session.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    pieces = corpus_pieces(session, texts)  # the very pieces and batches the statistics read
 
     def plain():
         seen = 0
@@ -92,9 +92,10 @@ def stats_cost(session, layer: int, texts: list[str], tokens: int) -> dict:
                 seen += int(batch.attention_mask.sum())
                 if seen >= tokens:
                     break
+        return seen
 
     plain_s = best_time(plain, 2)
-    return {"stats_cost": round(cov_s / plain_s, 3), "stats_tokens": count}
+    return {"stats_cost": round(cov_s / plain_s, 3), "stats_tokens": count, "stats_plain_tokens": plain()}
 
 
 def _request(session):

@@ -34,6 +34,7 @@ from editing.targets import frozen_weights
 
 KINDS = ("resid", "mlp", "attn")
 _SITE = {"mlp": "mlp_out", "attn": "attn_out"}
+ROW_BUDGET = 1 << 22  # values in one (rows, tokens, d_mlp) activation of a resumed forward
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,12 @@ def _prepare(session, prompt: str, subject: str, target: str | None, kinds, samp
 
 def causal_trace(session, prompt: str, subject: str, target: str | None = None, kinds=KINDS, samples: int = 10,
                  noise: float | None = None, window: int = 10, seed: int = 0, method: str = "exact",
-                 max_rows: int = 512) -> TraceResult:
+                 max_rows: int | None = None) -> TraceResult:
     """Trace where ``subject``'s fact is recalled in ``prompt`` (``{}`` marks the subject).
 
     ``target`` defaults to the model's answer. Returns probabilities of the target per kind,
-    ``(n_layers, n_tokens)``.
+    ``(n_layers, n_tokens)``. ``max_rows``: rows per resumed forward (default: as many as keep
+    one MLP activation near :data:`ROW_BUDGET` values; larger batches leave the CPU caches).
     """
     kinds = tuple(KINDS if kinds in ("all", None) else ([kinds] if isinstance(kinds, str) else kinds))
     if method not in ("exact", "attribution"):
@@ -157,6 +159,9 @@ def _exact(session, blocks, clean, corrupted, kinds, span, window, last, target_
                 lo, hi = (layer, layer + 1) if kind == "resid" else _window(layer, window, n_layers)
                 cells.append((layer + 1 if kind == "resid" else lo, kind, layer, tok, lo, hi))
     cells.sort()
+    if max_rows is None:
+        width = max(session.info.d_mlp, session.info.d_model)
+        max_rows = min(512, ROW_BUDGET // (n_tokens * width))
     per_chunk = max(1, max_rows // samples)
     groups: dict[int, list] = {}
     for cell in cells:

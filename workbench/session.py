@@ -19,6 +19,7 @@ from torch import Tensor
 
 from workbench.devices import resolve_device, resolve_dtype
 from workbench.errors import WorkbenchError
+from workbench.fastpath import install as install_fast_paths
 from workbench.loading import Source, load_hf_model, resolve_source, sha256_file
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ def load(spec: str, device: str | torch.device = "auto", dtype: str | torch.dtyp
         raise WorkbenchError(f"{spec}: architecture {type(model).__name__} is not supported by TransformerLens' "
                              f"TransformerBridge ({exc})") from None
     bridge.eval()
+    fused = install_fast_paths(bridge)  # same functions, fused kernels (see workbench.fastpath)
+    log.debug("fused kernels: %s", fused)
     options = dict(device_map=device_map, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                    revision=revision)
     session = Session(source, bridge, tokenizer, torch_device, torch_dtype, n_params, options)
