@@ -16,7 +16,8 @@ PROMPT = "The {} is located in the city of"
 def assert_self_contained(html: str, images: bool = True) -> None:
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     sources = re.findall(r'src="([^"]*)"', html)
-    assert (bool(sources) == images) and all(re.fullmatch(r"data:image/png;base64,[A-Za-z0-9+/]+=*", s) for s in sources)
+    assert bool(sources) == images
+    assert all(re.fullmatch(r"data:image/png;base64,[A-Za-z0-9+/]+=*", s) for s in sources)
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html).replace("</", "")  # "</" closes tags
     for needle in ("http", "<script", "<link", "<iframe", "url(", "@import", "//", "src=\"h"):
         assert needle not in text, needle
@@ -61,7 +62,8 @@ def test_render_is_self_contained_with_card_and_commands(factworld, tmp_path):
 def test_reproduce_command_drops_report_and_json():
     argv = ["trace", "--model", "factworld", "--json", "--prompt", "The {} is", "--report", "x.html", "--seed", "1"]
     assert reproduce_command(argv) == "workbench trace --model factworld --prompt 'The {} is' --seed 1"
-    assert reproduce_command(["diff", "--json", "d.json", "--report=r.html", "--base", "a"]) == "workbench diff --base a"
+    argv = ["diff", "--json", "d.json", "--report=r.html", "--base", "a"]
+    assert reproduce_command(argv) == "workbench diff --base a"
 
 
 def test_report_on_trace_and_probe(capsys, cache, tmp_path):
@@ -79,7 +81,8 @@ def test_report_on_trace_and_probe(capsys, cache, tmp_path):
         "--limit", "200", "--report", str(probe))
     html = probe.read_text()
     assert_self_contained(html)
-    assert "Probe sweep: factworld_country" in html and "selectivity" in html and ("4 (best)" in html or "1 (best)" in html)
+    assert "Probe sweep: factworld_country" in html and "selectivity" in html
+    assert "4 (best)" in html or "1 (best)" in html
     assert "workbench probe --model factworld --dataset factworld_country --layers 1,4 --seeds 0 --limit 200" in html
 
 

@@ -217,7 +217,8 @@ def trace_section(result: dict, image: bytes | None = None, command: str | None 
         value, layer, tok = max(flat, key=lambda cell: cell[0])  # first peak, as TraceResult.peak
         rows.append((kind, _num(value), layer, repr(result["tokens"][tok])))
     text = (f"Prompt {result['prompt']!r}, subject {result['subject']!r}, answer {result['target']!r}: "
-            f"P(answer) clean {_num(result['clean_prob'])}, with the subject corrupted {_num(result['corrupted_prob'])} "
+            f"P(answer) clean {_num(result['clean_prob'])}, "
+            f"with the subject corrupted {_num(result['corrupted_prob'])} "
             f"({result['method']}, {result['samples']} noise samples, window {result['window']}).")
     return Section(f"Causal trace: {result['subject']}", "trace", text, (table(rows),),
                    (image,) if image else (), command)
