@@ -125,7 +125,8 @@ def probe_shift(session, dataset: ProbeDataset, subject: str, edited: Callable[[
                 *, new_class: str | None = None, target: str | None = None, old_class: str | None = None,
                 text: str | None = None, prompt: str | None = None, method: str = "logistic",
                 position: str | None = None, layers=None, seed: int = 0, test_fraction: float = 0.2,
-                edit_info: dict | None = None, cache_dir=None, use_cache: bool = True, batch_size: int = 32, **fit_options) -> ShiftResult:
+                edit_info: dict | None = None, cache_dir=None, use_cache: bool = True, batch_size: int = 32,
+                **fit_options) -> ShiftResult:
     """Train ``dataset``'s probe at every layer on the unedited model (``subject`` held out), read
     it on ``subject`` before and inside ``edited()``; check the weights come back bit-exactly.
 
