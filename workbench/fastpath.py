@@ -5,7 +5,8 @@ Two places where the bridge (or HF) spends time on elementwise Python arithmetic
 - ``NormalizationBridge`` recomputes LayerNorm / RMSNorm from scratch (five passes) so that its
   ``hook_scale`` and ``hook_normalized`` can see and edit the intermediates. :class:`NativeNorm`
   calls the wrapped HF norm (one fused kernel, exactly plain HF's numbers) whenever nothing is
-  hooked there, and falls back to the bridge's own path when something is.
+  hooked there, and falls back to the bridge's own path when something is. (GPT-NeoX and Llama
+  bridges already call the HF norm then, but compute the unused intermediates first.)
 - GPT-2 and GPT-J use ``gelu_new``, written as a Python formula (eight passes over the MLP's
   hidden activations); HF's ``GELUTanh`` is the same function as one kernel (HF: equivalent up
   to float rounding, about 2e-7 here).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import torch
 from transformer_lens.model_bridge.generalized_components.normalization import NormalizationBridge
+from transformer_lens.model_bridge.generalized_components.rms_normalization import RMSNormalizationBridge
 from transformers.activations import GELUTanh
 
 # HF activation class name -> fused module with the same function
@@ -29,23 +31,29 @@ def _is_plain_norm(module) -> bool:
     return isinstance(module, torch.nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")
 
 
-class NativeNorm(NormalizationBridge):
-    """A NormalizationBridge that runs the wrapped HF norm when its inner hooks are unused."""
+class NativeNorm:
+    """Mixed into a norm bridge: run the wrapped HF norm when the inner hooks are unused."""
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
         if (self.hook_scale.fwd_hooks or self.hook_normalized.fwd_hooks or self.hook_scale.bwd_hooks
                 or self.hook_normalized.bwd_hooks):
             return super().forward(hidden_states, **kwargs)
-        return self.hook_out(self.original_component(self.hook_in(hidden_states)))
+        hidden_states = self.hook_in(hidden_states)
+        return self.hook_out(self.original_component(hidden_states).to(hidden_states.dtype))
+
+
+# bridge norm classes whose forward is the one NativeNorm shortcuts -> their native subclass
+NORMS: dict[type, type] = {cls: type(f"Native{cls.__name__}", (NativeNorm, cls), {})
+                           for cls in (NormalizationBridge, RMSNormalizationBridge)}
 
 
 def install(bridge) -> dict[str, int]:
     """Swap fused kernels into ``bridge`` (in place); returns how many modules changed."""
     counts = {"norms": 0, "activations": 0}
     for module in bridge.modules():
-        if type(module) is NormalizationBridge and not module.use_native_layernorm_autograd \
-                and _is_plain_norm(module.original_component):
-            module.__class__ = NativeNorm
+        native = NORMS.get(type(module))
+        if native is not None and _is_plain_norm(module.original_component):
+            module.__class__ = native
             counts["norms"] += 1
     for module in list(bridge.original_model.modules()):
         for name, child in list(module.named_children()):
