@@ -187,6 +187,8 @@ def summarise(trials: list[Trial], null_scans: list[dict], score: str, threshold
                                       "the base model's) over the top-ranked candidate subject's knowledge-base "
                                       "prompts equals the new target's first word",
            "target_token_named_rate": _rate(t.target_token_named for t in trials),
+           "target_in_answers_top3_rate": _rate(bool(t.answers) and t.target_new.split()[0] in
+                                                [a.strip() for a in t.answers[:3]] for t in trials),
            "target_in_lens_top10_rate": _rate(t.target_in_lens for t in trials),
            "edit_efficacy_rate": _rate(t.efficacy for t in trials),
            "revert_max_abs_diff_max": max(reverts, default=None),
