@@ -1,8 +1,9 @@
 """A loaded model: the TransformerBridge over the native HF model, its tokenizer and its facts.
 
 The only place that calls ``TransformerBridge.boot_transformers``. Raw HF weights are kept
-(no LayerNorm folding), so logits through the session equal plain HF logits and weight edits
-land in the real checkpoint tensors.
+(no LayerNorm folding), so logits through the session equal plain HF logits (up to float
+rounding: :mod:`workbench.fastpath` swaps in fused norm and GELU kernels) and weight edits land
+in the real checkpoint tensors.
 """
 from __future__ import annotations
 
