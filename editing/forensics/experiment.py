@@ -26,9 +26,8 @@ from editing.forensics.explain import (SCORES, CandidateKeys, candidate_keys, de
                                        rank_of)
 from editing.forensics.recover import max_abs_diff, recover_rank_one, revert
 from editing.forensics.spectral import DEFAULT_THRESHOLD, STATISTICS, SpectralScan, spectral_scan
-from editing.forensics.tensors import TensorIndex
+from editing.forensics.tensors import TensorIndex, rewrite_checkpoint
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_directory
 
 NOISE_SCALES = (1e-3, 1e-2)  # unedited copies: W + scale * std(W) * N(0, 1), alternating scales
 
@@ -87,26 +86,15 @@ def _blind(scan: SpectralScan) -> dict:
 
 def noisy_copy(base: str, out: str | Path, scale: float, seed: int) -> Path:
     """An unedited copy of ``base`` with every float tensor jittered by ``scale * std * N(0, 1)``."""
-    import shutil
-
-    from safetensors.torch import save_file
-
-    index = TensorIndex(base)
     gen = torch.Generator().manual_seed(seed)
-    with atomic_directory(out) as tmp:
-        for path in index.files:
-            tensors = {}
-            for name in (n for n, p in index.where.items() if p == path):
-                w = index.get(name)
-                if w.is_floating_point() and w.numel() > 1:
-                    w = (w.double() + scale * float(w.double().std()) * torch.randn(w.shape, generator=gen,
-                                                                                     dtype=torch.float64)).to(w.dtype)
-                tensors[name] = w.contiguous()
-            save_file(tensors, str(tmp / path.name), metadata={"format": "pt"})
-        for extra in index.source.directory.iterdir():
-            if extra.is_file() and extra.suffix != ".safetensors":
-                shutil.copy2(extra, tmp / extra.name)
-    return Path(out)
+
+    def jitter(name: str, w: torch.Tensor) -> torch.Tensor:  # noqa: ARG001
+        if not w.is_floating_point() or w.numel() <= 1:
+            return w
+        noise = torch.randn(w.shape, generator=gen, dtype=torch.float64)
+        return (w.double() + scale * float(w.double().std()) * noise).to(w.dtype)
+
+    return rewrite_checkpoint(TensorIndex(base), out, jitter)
 
 
 def _first_token(session, text: str) -> str:

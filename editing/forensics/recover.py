@@ -17,9 +17,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from editing.forensics.diff import DiffReport
-from editing.forensics.tensors import TensorIndex
+from editing.forensics.tensors import TensorIndex, rewrite_checkpoint
 from workbench.errors import WorkbenchError
-from workbench.io import atomic_directory
 
 _CONV1D_FAMILIES = ("gpt2",)  # families whose MLP output weight is stored (d_in, d_out)
 
@@ -61,28 +60,15 @@ def recover_rank_one(base: str, edited: str, report: DiffReport) -> RankOneRecov
 
 def revert(edited: str, recovery: RankOneRecovery, out: str | Path) -> Path:
     """Write ``edited`` with ``u vᵀ`` subtracted to a new HF directory ``out`` (atomically)."""
-    import shutil
-
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     index = TensorIndex(edited)
-    transposed = _stored_transposed(index)
-    with atomic_directory(out) as tmp:
-        for path in index.files:  # one shard in memory at a time
-            with safe_open(str(path), "pt") as handle:
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-                metadata = handle.metadata()
-            if recovery.name in tensors:
-                w = tensors[recovery.name]
-                update = torch.outer(recovery.u.double(), recovery.v.double())
-                w64 = w.double() - (update.T if transposed else update)
-                tensors[recovery.name] = w64.to(w.dtype).contiguous()
-            save_file(tensors, str(tmp / path.name), metadata=metadata or {"format": "pt"})
-        for extra in index.source.directory.iterdir():
-            if extra.is_file() and extra.suffix != ".safetensors" and extra.name != "edits.json":
-                shutil.copy2(extra, tmp / extra.name)
-    return Path(out)
+    update = torch.outer(recovery.u.double(), recovery.v.double())
+    if _stored_transposed(index):
+        update = update.T
+
+    def subtract(name: str, w: torch.Tensor) -> torch.Tensor:
+        return (w.double() - update).to(w.dtype) if name == recovery.name else w
+
+    return rewrite_checkpoint(index, out, subtract)
 
 
 def max_abs_diff(a: str | Path, b: str | Path) -> float:

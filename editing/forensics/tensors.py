@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.io import atomic_directory
 from workbench.loading import Source, resolve_source
 
 # HF parameter-name fragments of the MLP output projection, per family (data, not if-chains)
@@ -56,3 +57,27 @@ class TensorIndex:
         for name in sorted(set(self.where) | set(other.where)):
             yield (name, self.get(name) if name in self.where else None,
                    other.get(name) if name in other.where else None)
+
+
+def rewrite_checkpoint(index: TensorIndex, out: str | Path, change: Callable[[str, torch.Tensor], torch.Tensor]) -> Path:
+    """Write ``index``'s checkpoint to the new directory ``out`` (atomically), every tensor passed
+    through ``change(name, tensor)`` in storage order, one shard in memory at a time. The other
+    files are copied, except ``edits.json``: it would not describe the rewritten weights.
+
+    >>> # rewrite_checkpoint(TensorIndex("factworld"), "/tmp/copy", lambda name, w: w)  # a plain copy
+    """
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with atomic_directory(out) as tmp:
+        for path in index.files:
+            with safe_open(str(path), "pt") as handle:
+                tensors = {key: change(key, handle.get_tensor(key)).contiguous() for key in handle.keys()}
+                metadata = handle.metadata()
+            save_file(tensors, str(tmp / path.name), metadata=metadata or {"format": "pt"})
+        for extra in index.source.directory.iterdir():
+            if extra.is_file() and extra.suffix != ".safetensors" and extra.name != "edits.json":
+                shutil.copy2(extra, tmp / extra.name)
+    return Path(out)
