@@ -44,11 +44,6 @@ MANIFEST = "edits.json"
 FORMAT = "workbench-edits/2"  # format 1 (no history, no vectors) is read as a one-step chain
 
 
-def versions() -> dict[str, str | None]:
-    """Library versions recorded in edits.json (the same list as the reports' model cards)."""
-    return library_versions()
-
-
 def _base_state(session) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -117,6 +112,11 @@ def history_of(manifest: dict) -> list[dict]:
              "dtype": None, "versions": manifest.get("versions")}]
 
 
+def summary_edits(history: list[dict]) -> list[dict]:
+    """The manifest's top-level ``edits``: every step's edits, oldest first, without their vectors."""
+    return [{k: v for k, v in e.items() if k != "updates"} for step in history for e in step["edits"]]
+
+
 def _parent(session) -> dict | None:
     """The manifest of the directory ``session`` was loaded from, if it is an edited model."""
     if not (Path(session.source.directory) / MANIFEST).is_file():
@@ -136,15 +136,14 @@ def build_manifest(session, touched: list[str], weights_sha256: dict[str, str]) 
             "input_sha256": session.source_sha256, "output_sha256": weights_sha256, "edited_tensors": touched,
             "edits": [r.edit.to_dict(vectors=True) for r in session.applied_edits],
             "dtype": str(session.dtype).removeprefix("torch."), "device": str(session.device),
-            "versions": versions(), "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+            "versions": library_versions(), "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
     history.append(step)
     origin = parent or {"base_model": session.source.spec, "base_path": str(session.source.directory),
                         "base_sha256": session.source_sha256}
-    all_edits = [{k: v for k, v in e.items() if k != "updates"} for s in history for e in s["edits"]]
     manifest = {"format": FORMAT, "base_model": origin["base_model"], "base_path": origin["base_path"],
                 "base_sha256": origin["base_sha256"],
                 "edited_tensors": sorted({t for s in history for t in s["edited_tensors"]}),
-                "edits": all_edits, "versions": step["versions"], "weights_sha256": weights_sha256,
+                "edits": summary_edits(history), "versions": step["versions"], "weights_sha256": weights_sha256,
                 "history": history}
     manifest["manifest_sha256"] = manifest_digest(manifest)
     return manifest

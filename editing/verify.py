@@ -30,7 +30,7 @@ import torch
 from workbench.errors import WorkbenchError
 from workbench.loading import sha256_file
 
-from editing.export import FORMAT, history_of, manifest_digest, read_manifest
+from editing.export import FORMAT, history_of, manifest_digest, read_manifest, summary_edits
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,7 @@ def check_manifest(manifest: dict) -> Check:
     if actual != recorded:
         return Check("manifest", "fail", "edits.json was changed after it was written (its sha256 is "
                                          f"{actual[:12]}…, it records {recorded[:12]}…)")
-    flat = [{k: v for k, v in e.items() if k != "updates"} for s in history_of(manifest) for e in s["edits"]]
-    if flat != manifest["edits"]:
+    if summary_edits(history_of(manifest)) != manifest["edits"]:
         return Check("manifest", "fail", "the top-level edits differ from the edits in the history")
     return Check("manifest", "pass", f"intact ({len(manifest['edits'])} edit(s) in "
                                      f"{len(history_of(manifest))} step(s))")
@@ -176,10 +175,11 @@ def compare_weights(session, directory: Path) -> dict:
     names = set(state) | set(theirs.where)
     differ, unmatched, worst, scale = [], [], 0.0, 0.0
     for name in sorted(names):
-        if name not in state or name not in theirs.where or state[name].shape != theirs.get(name).shape:
+        mine = state.get(name)
+        other = theirs.get(name) if name in theirs.where else None  # one read per tensor
+        if mine is None or other is None or mine.shape != other.shape:
             unmatched.append(name)  # on one side only, or of another shape
             continue
-        mine, other = state[name], theirs.get(name)
         if not torch.equal(mine, other):
             differ.append(name)
             worst = max(worst, float((mine.double() - other.double()).abs().max()))
