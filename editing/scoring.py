@@ -8,7 +8,7 @@ model would read them) and the target's tokens are found from the character offs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -79,13 +79,21 @@ def score(session, prompts: Sequence[str], targets: Sequence[str], batch_size: i
     return score_tokens(session, prompts, targets, batch_size)[0]
 
 
+def next_token_logits(session, prompts: Sequence[str], batch_size: int = 64) -> Iterator[Float[Tensor, "b vocab"]]:
+    """The next-token logits after each prompt (its last real token), one batch of prompts at a time.
+
+    >>> # ids = [i for logits in next_token_logits(session, prompts) for i in logits.argmax(-1).tolist()]
+    """
+    for chunk in batches(len(prompts), batch_size):
+        batch = encode(session, prompts[chunk])
+        with torch.no_grad():
+            logits = session.forward(batch.input_ids, batch.attention_mask)
+            last = (batch.lengths - 1).to(logits.device)
+            at_last = logits[torch.arange(len(last), device=logits.device), last]
+        yield at_last
+
+
 def top_tokens(session, prompts: Sequence[str], batch_size: int = 64) -> tuple[list[int], list[str]]:
     """The most likely next token after each prompt (id and text)."""
-    ids: list[int] = []
-    with torch.no_grad():
-        for chunk in batches(len(prompts), batch_size):
-            batch = encode(session, prompts[chunk])
-            logits = session.forward(batch.input_ids, batch.attention_mask)
-            last = batch.lengths - 1
-            ids += logits[torch.arange(len(last)), last.to(logits.device)].argmax(-1).tolist()
+    ids = [i for logits in next_token_logits(session, prompts, batch_size) for i in logits.argmax(-1).tolist()]
     return ids, [session.decode([i]) for i in ids]

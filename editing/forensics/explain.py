@@ -34,11 +34,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from editing.forensics.recover import RankOneRecovery
+from editing.scoring import next_token_logits
 from workbench import sites
-from workbench.activations import batches, collect
+from workbench.activations import collect
 from workbench.errors import WorkbenchError
 from workbench.lens import unembed_residual
-from workbench.tokens import encode
 
 NEUTRAL_TEMPLATES = ("{} is", "The {} is")  # keys are causal: only the text up to the subject matters
 GENERIC_PROMPTS = ("{} is located in", "{} is a", "The {} is", "{} was born in", "The capital of {} is")
@@ -191,14 +191,7 @@ def subject_prompts(subject: str) -> tuple[str, ...]:
 
 def next_token_probs(session, prompts: Sequence[str], batch_size: int = 64) -> Float[Tensor, "n vocab"]:
     """Next-token distribution after each prompt (CPU float32)."""
-    out = []
-    with torch.no_grad():
-        for chunk in batches(len(prompts), batch_size):
-            batch = encode(session, prompts[chunk])
-            logits = session.forward(batch.input_ids, batch.attention_mask)
-            last = (batch.lengths - 1).to(logits.device)
-            out.append(logits[torch.arange(len(last)), last].float().softmax(-1).cpu())
-    return torch.cat(out)
+    return torch.cat([logits.float().softmax(-1).cpu() for logits in next_token_logits(session, prompts, batch_size)])
 
 
 def lens_reading(session, u: Float[Tensor, "d_model"], k: int = 10) -> tuple[dict, ...]:
@@ -214,21 +207,19 @@ def greedy_words(session, prompts: Sequence[str], max_tokens: int = 4) -> list[s
     """Each prompt's greedy next word (batched): tokens are added while they continue the word."""
     ids: list[list[int]] = [[] for _ in prompts]
     active = list(range(len(prompts)))
-    with torch.no_grad():
-        for _ in range(max_tokens):
-            if not active:
-                break
-            batch = encode(session, [prompts[i] + session.decode(ids[i]) for i in active])
-            logits = session.forward(batch.input_ids, batch.attention_mask)
-            last = (batch.lengths - 1).to(logits.device)
-            still = []
-            for i, nxt in zip(active, logits[torch.arange(len(active)), last].argmax(-1).tolist()):
-                piece = session.decode([nxt])
-                if ids[i] and (not piece or not piece[0].isalnum() or nxt == session.tokenizer.eos_token_id):
-                    continue  # the word is complete
-                ids[i].append(nxt)
-                still.append(i)
-            active = still
+    for _ in range(max_tokens):
+        if not active:
+            break
+        texts = [prompts[i] + session.decode(ids[i]) for i in active]
+        nexts = [t for logits in next_token_logits(session, texts, len(texts)) for t in logits.argmax(-1).tolist()]
+        still = []
+        for i, nxt in zip(active, nexts):
+            piece = session.decode([nxt])
+            if ids[i] and (not piece or not piece[0].isalnum() or nxt == session.tokenizer.eos_token_id):
+                continue  # the word is complete
+            ids[i].append(nxt)
+            still.append(i)
+        active = still
     return [session.decode(x) for x in ids]
 
 
