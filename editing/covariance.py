@@ -148,11 +148,16 @@ def corpus_pieces(session, texts: list[str], max_len: int = 128) -> list[str]:
     return [p for p in pieces if p.strip()]
 
 
+def _block_size(d: int, blocks: int) -> int:
+    """Rows and columns per block of the ``(d, d)`` Gram that :func:`add_gram` and :func:`mirror` share."""
+    return max(256, -(-d // blocks))
+
+
 def add_gram(total: Float[Tensor, "d d"], keys: Float[Tensor, "n d"], blocks: int = 4) -> None:
     """``total += keysᵀ keys`` on the upper block triangle only (about 5/8 of the full product for
     4 blocks); :func:`mirror` fills the lower triangle once at the end. ``total`` may be float64."""
     d = keys.shape[1]
-    step = max(256, -(-d // blocks))
+    step = _block_size(d, blocks)
     for i in range(0, d, step):
         total[i:i + step, i:].add_(keys[:, i:i + step].T @ keys[:, i:])  # (step, d - i)
 
@@ -160,7 +165,7 @@ def add_gram(total: Float[Tensor, "d d"], keys: Float[Tensor, "n d"], blocks: in
 def mirror(total: Float[Tensor, "d d"], blocks: int = 4) -> Tensor:
     """The symmetric matrix whose upper block triangle :func:`add_gram` accumulated."""
     d = total.shape[0]
-    step = max(256, -(-d // blocks))
+    step = _block_size(d, blocks)
     block_id = torch.arange(d, device=total.device) // step
     upper = block_id[:, None] <= block_id[None, :]  # the entries add_gram wrote
     return torch.where(upper, total, total.T)
