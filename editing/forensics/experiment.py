@@ -81,7 +81,9 @@ class ExperimentResult:
 
 
 def _blind(scan: SpectralScan) -> dict:
-    return {k: {"suspect": replace(scan, statistic=k).suspect, "z": replace(scan, statistic=k).z} for k in STATISTICS}
+    """The suspect layer and its z under every statistic."""
+    views = {k: replace(scan, statistic=k) for k in STATISTICS}
+    return {k: {"suspect": view.suspect, "z": view.z} for k, view in views.items()}
 
 
 def noisy_copy(base: str, out: str | Path, scale: float, seed: int) -> Path:
