@@ -264,7 +264,7 @@ def edit_section(result: dict, command: str | None = None) -> Section:
 
 def diff_section(result: dict, command: str | None = None) -> Section:
     """A weight diff (``DiffReport.to_dict()`` plus the CLI's ``rank_one`` / ``revert`` /
-    ``explanation`` entries): the changed-tensor table and the explanation."""
+    ``explain`` entries): the changed-tensor table and the explanation."""
     rows = [("tensor", "shape", "layer", "|Δ|", "relative", "max |Δ|", "rank", "stable rank")]
     for d in result["changed"]:
         rank = "" if d["rank"] is None else f"{'≥' if d['rank_is_lower_bound'] else ''}{d['rank']}"
@@ -280,10 +280,8 @@ def diff_section(result: dict, command: str | None = None) -> Section:
         lines.append(f"Reverted weights written to {result['revert']['out']}; largest difference from the base "
                      f"{_num(result['revert']['max_abs_diff_from_base'], 4)}.")
     tables = [table(rows)]
-    explanation = result.get("explain", result.get("explanation"))
-    if isinstance(explanation, str):
-        lines.append(explanation)
-    elif explanation:
+    explanation = result.get("explain")
+    if explanation:
         lines.append("Explanation:")
         tables += _dict_tables(explanation)
     return Section(f"Weight diff: {result['edited']}", "diff", "\n".join(l for l in lines if l), tuple(tables), (),
