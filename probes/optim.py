@@ -33,6 +33,10 @@ class _Rows:
     def __init__(self, x: Tensor, mean: Tensor | None, scale: Tensor | None):
         self.x, self.mean, self.scale = x, mean, scale  # (L, n, d), (L, 1, d), (L, 1, d)
 
+    def _active(self, layers: Tensor) -> Tensor:
+        """The rows of ``layers`` (A, n, d); no copy while every layer is still active."""
+        return self.x if len(layers) == self.x.shape[0] else self.x[layers]
+
     def scores(self, layers: Tensor, w: Tensor, b: Tensor) -> Tensor:
         """(A, k, d), (A, k) for the layers ``layers`` (A,) -> (A, n, k)."""
         if self.scale is not None:
@@ -41,16 +45,14 @@ class _Rows:
         if w.shape[1] == 1 and self.x.device.type == "cpu":  # matrix-vector products: a loop is fastest
             return torch.stack([torch.addmv(b[i, 0], self.x[l], w[i, 0])
                                 for i, l in enumerate(layers.tolist())]).unsqueeze(-1)
-        x = self.x if len(layers) == self.x.shape[0] else self.x[layers]
-        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+        return torch.baddbmm(b.unsqueeze(1), self._active(layers), w.transpose(1, 2))
 
     def back(self, layers: Tensor, r: Tensor) -> Tensor:
         """Residuals (A, n, k) -> the data term of the weight gradient (A, k, d)."""
         if r.shape[-1] == 1 and self.x.device.type == "cpu":
             g = torch.stack([torch.mv(self.x[l].T, r[i, :, 0]) for i, l in enumerate(layers.tolist())]).unsqueeze(1)
         else:
-            x = self.x if len(layers) == self.x.shape[0] else self.x[layers]
-            g = torch.bmm(r.transpose(1, 2), x)
+            g = torch.bmm(r.transpose(1, 2), self._active(layers))
         if self.scale is not None:
             g = (g - r.sum(1).unsqueeze(-1) * self.mean[layers]) / self.scale[layers]
         return g
