@@ -26,6 +26,7 @@ from torch import Tensor
 from workbench import sites
 from workbench.activations import batches, run_to_sites
 from workbench.errors import WorkbenchError, check_layer
+from workbench.gram import add_gram, mirror
 from workbench.modules import matrix
 from workbench.tokens import encode
 
@@ -146,29 +147,6 @@ def corpus_pieces(session, texts: list[str], max_len: int = 128) -> list[str]:
     pieces = [tokenizer.decode(ids[i:i + max_len]) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]
               for i in range(0, len(ids), max_len)]
     return [p for p in pieces if p.strip()]
-
-
-def _block_size(d: int, blocks: int) -> int:
-    """Rows and columns per block of the ``(d, d)`` Gram that :func:`add_gram` and :func:`mirror` share."""
-    return max(256, -(-d // blocks))
-
-
-def add_gram(total: Float[Tensor, "d d"], keys: Float[Tensor, "n d"], blocks: int = 4) -> None:
-    """``total += keysᵀ keys`` on the upper block triangle only (about 5/8 of the full product for
-    4 blocks); :func:`mirror` fills the lower triangle once at the end. ``total`` may be float64."""
-    d = keys.shape[1]
-    step = _block_size(d, blocks)
-    for i in range(0, d, step):
-        total[i:i + step, i:].add_(keys[:, i:i + step].T @ keys[:, i:])  # (step, d - i)
-
-
-def mirror(total: Float[Tensor, "d d"], blocks: int = 4) -> Tensor:
-    """The symmetric matrix whose upper block triangle :func:`add_gram` accumulated."""
-    d = total.shape[0]
-    step = _block_size(d, blocks)
-    block_id = torch.arange(d, device=total.device) // step
-    upper = block_id[:, None] <= block_id[None, :]  # the entries add_gram wrote
-    return torch.where(upper, total, total.T)
 
 
 def compute_cov(session, layer: int, texts: list[str], tokens: int, batch_size: int = 8,

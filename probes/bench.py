@@ -2,9 +2,8 @@
 
 Both sides run under the same thread limit, 1 and then 2 threads (torch's intra-op threads and,
 through threadpoolctl, the BLAS / OpenMP pools scikit-learn uses); every figure is reported for
-both. Our CPU fits choose one thread for their small matrix-vector steps and for ``eigh``
-whatever the limit (a second thread only adds contention on a small busy CPU); with the 2-thread
-limit ridge's Gram products may use two.
+both. Our logistic fit chooses one thread for its small matrix-vector steps whatever the limit (a
+second thread gains little and adds contention on a small busy CPU); ridge uses the limit.
 
 ``probe_sweep_speedup``: logistic probes (L2, C = 1, i.e. ``l2 = 1``) on every layer of an
 activation set of 2,000 rows x 768 x 12 layers (synthetic, anisotropic like a residual stream,
@@ -18,7 +17,7 @@ accuracies of both are compared (``probe_sweep_max_accuracy_gap``).
 
 ``ridge_speedup``: all-alpha ridge with 5-fold cross-validation on 20,000 x 768 with two targets,
 alphas 1e-3 .. 1e5 (9, on standardised features). Ours: :func:`probes.ridge.fit_ridge_cv`
-(Gram matrices in one pass, one ``eigh`` per fold for all alphas, the chosen alpha per target
+(Gram matrices in one pass on their upper block triangle, one ``eigh`` per fold for all alphas, the chosen alpha per target
 refitted by one Cholesky solve). Theirs, the same job as a user would write it:
 ``StandardScaler`` then ``RidgeCV(alphas=ALPHAS, cv=KFold(5, shuffle=True, random_state=0),
 scoring="neg_mean_squared_error")`` (a grid search: a ``Ridge`` fit per alpha and fold, then a

@@ -22,11 +22,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from workbench.devices import single_thread
 from workbench.errors import WorkbenchError
 from workbench.io import write_bytes, write_json
 
 from probes.optim import fit_logistic
-from probes.ridge import ALPHAS, fit_ridge_cv, single_thread
+from probes.ridge import ALPHAS, fit_ridge_cv
 
 METHODS = ("logistic", "mass-mean", "ridge")
 

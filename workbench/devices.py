@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -74,3 +75,15 @@ def apply_thread_setting() -> int | None:
         raise WorkbenchError(f"WORKBENCH_THREADS={value!r}: give a positive number of threads (or unset it)")
     torch.set_num_threads(int(value))
     return int(value)
+
+
+@contextmanager
+def single_thread():
+    """One intra-op thread for the block (for loops of small matrix-vector products, which a
+    second thread slows on a small busy CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
