@@ -104,12 +104,14 @@ def _request(session):
     return prepare(session, EditRequest(PROMPT, "Eiffel Tower", "Rome", target_true="Paris"), autofill=False)
 
 
-def editing_speed(quick: bool = False) -> dict:
+def editing_speed(quick: bool = False, device: str = "cpu") -> dict:
+    """The editing figures; always on the CPU (``device`` is recorded, not used): the reference
+    timings they are compared with are CPU timings."""
     from editing.covariance import layer_stats
     from editing.requests import EditRequest, prepare
 
     torch.set_grad_enabled(True)
-    results: dict = {}
+    results: dict = {"editing_device": "cpu"}
     session, plain, directory = gpt2_small_session(quick)
     layer = session.n_layers // 2 - 1
     texts = [" ".join(bench_prompts(64))] * (8 if quick else 40)

@@ -36,6 +36,7 @@ from typing import Callable
 
 import torch
 
+from workbench.devices import resolve_device
 from workbench.errors import WorkbenchError
 
 from probes.linear import fit_probes
@@ -106,11 +107,20 @@ def _interleaved(ours: Callable[[], object], theirs: Callable[[], object], repea
     return best[0], best[1]
 
 
-def _ours_logistic(case) -> tuple[Callable[[], object], list[float]]:
-    """The fit (all layers) and its test accuracies (this first call is also the warm-up)."""
+def _synchronised(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """``fn`` followed by waiting for the device's queued work (so a timer sees all of it)."""
+    if device.type != "cuda":
+        return fn
+    return lambda: (fn(), torch.cuda.synchronize(device))[0]
+
+
+def _ours_logistic(case, device: torch.device) -> tuple[Callable[[], object], list[float]]:
+    """The fit (all layers, training rows on ``device``) and its test accuracies (this first call
+    is also the warm-up)."""
     train_x, test_x, train_y, test_y = case
+    train_x, train_y = train_x.to(device), train_y.to(device)
     sites = [f"layer{i}" for i in range(train_x.shape[0])]
-    fit = lambda: fit_probes(train_x, train_y, ("0", "1"), sites, "logistic", l2=1.0)  # noqa: E731
+    fit = _synchronised(lambda: fit_probes(train_x, train_y, ("0", "1"), sites, "logistic", l2=1.0), device)
     accuracy = [float((p.predict(test_x[i]) == test_y).float().mean()) for i, p in enumerate(fit())]
     return fit, accuracy
 
@@ -137,10 +147,11 @@ def _r2(pred, y) -> float:
     return float(1 - ((pred - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
 
 
-def _ours_ridge(case) -> tuple[Callable[[], object], float]:
+def _ours_ridge(case, device: torch.device) -> tuple[Callable[[], object], float]:
     train_x, test_x, train_y, test_y = case
+    train_x, train_y = train_x.to(device), train_y.to(device)
     fit = fit_ridge_cv(train_x, train_y)  # also the warm-up
-    return lambda: fit_ridge_cv(train_x, train_y), _r2(test_x @ fit.weight.T + fit.bias, test_y)
+    return _synchronised(lambda: fit_ridge_cv(train_x, train_y), device), _r2(test_x @ fit.weight.T + fit.bias, test_y)
 
 
 def _sklearn_ridge(case, cv) -> tuple[Callable[[], object], list[float]]:
@@ -161,19 +172,24 @@ def _sklearn_ridge(case, cv) -> tuple[Callable[[], object], list[float]]:
     return fit, r2
 
 
-def probes_speed(quick: bool = False) -> dict:
+def probes_speed(quick: bool = False, device: str = "cpu") -> dict:
     """Both ratios under a 1-thread and a 2-thread limit; ours first in each (scikit-learn's BLAS
-    threads can linger and slow what follows)."""
+    threads can linger and slow what follows). ``device``: where our fits run (scikit-learn always
+    runs on the CPU; the thread limits then bind it alone).
+
+    >>> # probes_speed(quick=True)["probe_sweep_speedup"]   # scikit-learn's time / ours
+    """
     _sklearn()
+    target = resolve_device(device)
     logistic, ridge = _logistic_case(quick), _ridge_case(quick)
     out: dict = {}
     for threads in (1, 2):
         tag = "" if threads == 1 else "_2threads"
         with thread_limit(threads):
-            ours_fit, ours_acc = _ours_logistic(logistic)
+            ours_fit, ours_acc = _ours_logistic(logistic, target)
             theirs_fit, theirs_acc = _sklearn_logistic(logistic)
             ours_s, theirs_s = _interleaved(ours_fit, theirs_fit, 3)
-            ours_ridge, ours_r2 = _ours_ridge(ridge)
+            ours_ridge, ours_r2 = _ours_ridge(ridge, target)
             theirs_ridge, theirs_r2 = _sklearn_ridge(ridge, cv=5)
             ours_r_s, theirs_r_s = _interleaved(ours_ridge, theirs_ridge, 1)
             if threads == 1:
@@ -190,7 +206,7 @@ def probes_speed(quick: bool = False) -> dict:
             out |= {"ridge_speedup_vs_gcv": round(gcv[0] / ours_r_s, 2), "ridge_sklearn_gcv_s": round(gcv[0], 3),
                     "ridge_r2": round(ours_r2, 4), "ridge_sklearn_r2": round(theirs_r2[0], 4),
                     "ridge_sklearn_gcv_r2": round(gcv[1], 4), "probe_sweep_best_accuracy": round(max(ours_acc), 4)}
-    out |= {"probe_sweep_shape": [logistic[0].shape[0], logistic[0].shape[1] + logistic[1].shape[1],
+    out |= {"probes_device": str(target), "probe_sweep_shape": [logistic[0].shape[0], logistic[0].shape[1] + logistic[1].shape[1],
                                   logistic[0].shape[2]], "ridge_shape": [ridge[0].shape[0], ridge[0].shape[1]]}
     return out
 

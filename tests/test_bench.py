@@ -1,17 +1,25 @@
-"""The core benchmark runs and reports ratios (values are not asserted: timings are noisy here)."""
-from __future__ import annotations
+"""The probe benchmark compares like with like: same accuracy and R² as scikit-learn."""
+import pytest
 
-from workbench.bench import core_speed
+pytest.importorskip("sklearn", reason="scikit-learn is a dev-only dependency")
 
-
-def test_core_bench_quick_reports_ratios():
-    result = core_speed(quick=True)
-    assert result["capture_overhead"] > 0 and result["stop_early_ratio"] > 0
-    assert "4 layers" in result["core_model"]
+from probes.bench import probes_speed  # noqa: E402
 
 
-def test_bench_leaves_autograd_on():
-    import torch
+def _check(result: dict) -> None:
+    assert result["probe_sweep_max_accuracy_gap"] <= 0.01
+    assert abs(result["ridge_r2"] - result["ridge_sklearn_r2"]) < 1e-3
+    assert result["probe_sweep_speedup"] > 0 and result["ridge_speedup"] > 0
 
-    core_speed(quick=True)
-    assert torch.is_grad_enabled()
+
+def test_probe_bench_quick_on_cpu():
+    result = probes_speed(quick=True)
+    assert result["probes_device"] == "cpu"
+    _check(result)
+
+
+@pytest.mark.gpu
+def test_probe_bench_quick_on_gpu():
+    result = probes_speed(quick=True, device="cuda")
+    assert result["probes_device"].startswith("cuda")
+    _check(result)

@@ -50,6 +50,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("bench", help="speed ratios measured in one run (JSON)")
     p.add_argument("--only", action="append", default=None, help="run only this benchmark (repeatable)")
     p.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
+    p.add_argument("--device", default="cpu", help="auto|cpu|cuda: where the core benchmark and our probe fits run "
+                   "(scikit-learn and the editing benchmark stay on the CPU)")
     add_json_option(p)
     p.set_defaults(handler=cmd_bench)
 
@@ -124,7 +126,7 @@ def cmd_bench(args):
     for module in optional_modules(BENCH_MODULES):
         for name, run in module.BENCHMARKS.items():
             if args.only is None or name in args.only:
-                results |= run(quick=args.quick)
+                results |= run(quick=args.quick, device=args.device)
     return results, "\n".join(f"{k}: {v}" for k, v in results.items())
 
 
