@@ -72,18 +72,57 @@ def contexts(request, prefixes: Sequence[str]) -> list[str]:
     return [request.text] + [p + request.text for p in prefixes]
 
 
+@dataclass(frozen=True)
+class Rows:
+    """The optimisation's prompts: per request, its contexts (plain, then after each prefix), then
+    the KL prompt "{subject} is a"."""
+
+    prompts: tuple[str, ...]
+    subjects: tuple[str, ...]
+    owner: tuple[int, ...]  # request index of each row
+    is_kl: tuple[bool, ...]
+
+
+def rows_for(requests: Sequence, prefixes: Sequence[str]) -> Rows:
+    prompts, subjects, owner, is_kl = [], [], [], []
+    for i, req in enumerate(requests):
+        texts = contexts(req, prefixes) + [KL_PROMPT.format(req.subject)]
+        prompts += texts
+        subjects += [req.subject] * len(texts)
+        owner += [i] * len(texts)
+        is_kl += [False] * (len(texts) - 1) + [True]
+    return Rows(tuple(prompts), tuple(subjects), tuple(owner), tuple(is_kl))
+
+
+def row_keys(session, rows: Rows, layer: int) -> Float[Tensor, "rows d_mlp"]:
+    """The MLP key at ``layer`` at the subject's last token of every row (float64)."""
+    site = sites.mlp_key(layer)
+    return collect(session, list(rows.prompts), [site], position="subject_last", subjects=list(rows.subjects),
+                   dtype=torch.float64)[site]
+
+
+def mean_keys(rows: Rows, keys: Float[Tensor, "rows d_mlp"]) -> Float[Tensor, "n d_mlp"]:
+    """Per request, the mean key over its contexts (not the KL prompt): r-ROME's k*."""
+    owner = torch.tensor(rows.owner)
+    use = ~torch.tensor(rows.is_kl)
+    return torch.stack([keys[(owner == i) & use].mean(0) for i in range(int(owner.max()) + 1)])
+
+
 def average_keys(session, requests: Sequence, layer: int, prefixes: Sequence[str]) -> Float[Tensor, "n d_mlp"]:
     """Per request, the MLP key at ``layer`` at the subject's last token, averaged over contexts (r-ROME's k*)."""
-    texts, subjects, owner = [], [], []
-    for i, req in enumerate(requests):
-        for text in contexts(req, prefixes):
-            texts.append(text)
-            subjects.append(req.subject)
-            owner.append(i)
-    keys = collect(session, texts, [sites.mlp_key(layer)], position="subject_last", subjects=subjects,
-                   dtype=torch.float64)[sites.mlp_key(layer)]
-    owner_t = torch.tensor(owner)
-    return torch.stack([keys[owner_t == i].mean(0) for i in range(len(requests))])
+    rows = rows_for(requests, prefixes)
+    return mean_keys(rows, row_keys(session, rows, layer))
+
+
+@dataclass(frozen=True)
+class UpdateGeometry:
+    """How a rank-one update ``W += u (C⁻¹k*)ᵀ / (k*ᵀC⁻¹k*)`` reaches each row: the MLP output at
+    the row's subject changes by ``gain[row] * u`` with ``u = v* - anchor``, where ``gain =
+    k_rowᵀC⁻¹k* / k*ᵀC⁻¹k*`` and ``anchor = W k* + b``. A row whose own key differs from the averaged
+    key (often the plain prompt, when the subject starts the text) gets a gain far from 1."""
+
+    gains: Float[Tensor, "rows"]
+    anchor: Float[Tensor, "n d_model"]
 
 
 @contextmanager
@@ -102,29 +141,30 @@ def frozen_weights(session) -> Iterator[None]:
 @dataclass(frozen=True)
 class DeltaResult:
     delta: Float[Tensor, "n d_model"]  # optimised addition at the subject's last token
-    init: Float[Tensor, "n d_model"]  # the clean value at ``site`` there (first, unprefixed context)
+    init: Float[Tensor, "n d_model"]  # the clean value at ``site`` there (first, unprefixed context); ROME: the anchor
     steps: int
     losses: tuple[float, ...]  # final NLL per request
     history: tuple[float, ...] = ()  # mean NLL over requests at each step
 
 
 def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[str],
-                    hp: DeltaHparams = DeltaHparams(), site_kind: str = "mlp_out") -> DeltaResult:
+                    hp: DeltaHparams = DeltaHparams(), site_kind: str = "mlp_out",
+                    geometry: UpdateGeometry | None = None) -> DeltaResult:
     """Optimise one delta per request, added after ``layer`` at its subject's last token.
 
     ``init`` is read at ``site_kind`` (``mlp_out`` for ROME's v*, ``resid_post`` for MEMIT's z).
+    With a ``geometry`` (ROME) the delta is the update's ``u`` itself: each row gets what the final
+    rank-one update will add there, ``gain * delta``, instead of the same delta everywhere, and
+    the returned ``init`` is the anchor (so ``v* = init + delta`` either way). Weight decay and the
+    norm clamp then act on ``u``, the size of the weight change.
     """
     if layer == session.n_layers - 1:
         log.warning("layer %d is the last one: a change at the subject cannot reach the answer there; "
                     "choose an earlier layer", layer)
     device = session.device
-    prompts, targets, subjects, owner, is_kl = [], [], [], [], []
-    for i, req in enumerate(requests):
-        for text in contexts(req, prefixes):
-            prompts.append(text), targets.append(req.target_new), subjects.append(req.subject)
-            owner.append(i), is_kl.append(False)
-        prompts.append(KL_PROMPT.format(req.subject)), targets.append(""), subjects.append(req.subject)
-        owner.append(i), is_kl.append(True)
+    spec = rows_for(requests, prefixes)
+    prompts, subjects, owner, is_kl = list(spec.prompts), list(spec.subjects), list(spec.owner), list(spec.is_kl)
+    targets = ["" if kl else requests[i].target_new for i, kl in zip(owner, is_kl)]
     tb = target_batch(session, prompts, targets)
     subj_pos = subject_last_positions(tb.batch, subjects).to(device)
     rows = torch.arange(len(prompts), device=device)
@@ -148,8 +188,16 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
     n_tokens = torch.zeros(len(requests), device=device).index_add_(0, owner_t[score_rows], torch.ones_like(
         score_rows, dtype=torch.float32))
 
+    if geometry is not None:
+        gains, anchor = geometry.gains.to(device, init.dtype), geometry.anchor.to(device, init.dtype)
+
+    def added(d: Tensor) -> Tensor:  # (n, d_model) -> (rows, d_model): the change at each row's subject
+        if geometry is None:
+            return d[owner_t]
+        return gains.unsqueeze(-1) * d[owner_t]
+
     def hidden_with(d: Tensor) -> Tensor:
-        return base.index_put((rows, subj_pos), d[owner_t].to(base.dtype), accumulate=True)
+        return base.index_put((rows, subj_pos), added(d).to(base.dtype), accumulate=True)
 
     def final_logits(d: Tensor) -> tuple[Tensor, Tensor]:
         if hp.fast:
@@ -158,7 +206,7 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
                     unembed_residual(session, final[kl_rows, kl_pos]))
 
         def add(tensor, *, hook):  # noqa: ARG001
-            return tensor.index_put((rows, subj_pos), d[owner_t].to(tensor.dtype), accumulate=True)
+            return tensor.index_put((rows, subj_pos), added(d).to(tensor.dtype), accumulate=True)
 
         with session.bridge.hooks(fwd_hooks=[(resid_site, add)]):
             full = session.forward(tb.batch.input_ids, tb.batch.attention_mask)
@@ -190,6 +238,7 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
                 scale = (max_norm / delta.norm(dim=-1, keepdim=True).clamp(min=1e-12)).clamp(max=1.0)
                 delta.mul_(scale)
     log.info("delta optimisation: %d steps, final nll %s", step, [round(float(x), 4) for x in losses])
+    init = init if geometry is None else anchor.expand_as(init)
     return DeltaResult(delta.detach().float().cpu(), init.cpu(), step, tuple(float(x) for x in losses),
                        tuple(history))
 
