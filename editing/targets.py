@@ -37,13 +37,12 @@ STARTERS = ("The", "Therefore", "Because", "I", "You")
 KL_PROMPT = "{} is a"
 
 
-# Re-checked on the retrained factworld (6679780), layer 0, single ROME edits on the first 30 benchmark
-# requests (ES / PS / NS / two-hop, mean steps taken): these defaults 1.00 / 0.972 / 0.990 / 0.031, 20.5 steps;
-# early_stop_loss 0.1: 1.00 / 0.967 / 0.997 / 0.031, 17.2 steps; lr 1.0: 1.00 / 0.971 / 0.977 / 0.000, 19.3 steps.
-# The mean NLL over the 11 contexts often settles at 0.2-0.5 (weight decay, KL and the clamp pull against it).
-# early_stop_loss 0.1 is the default: on all 120 requests it gives 0.975 / 0.920 / 0.991 / 0.217 (0.05: 0.975 /
-# 0.933 / 0.988 / 0.258), and over 50 sequential edits it keeps neighbourhood at 0.809 (0.05: 0.776; ES after 50
-# edits 0.90 vs 0.94): smaller updates leak less into other subjects' keys. The Eiffel Tower edit stops at step 8.
+# The defaults (MEMIT's z uses them as they are; ROME tightens the clamp and stops earlier: editing.rome.ROME_DELTA).
+# Measured on the retrained factworld (6679780), layer 0, before ROME optimised u through the per-context gains:
+# single ROME edits on the first 30 benchmark requests (ES / PS / NS / two-hop, mean steps): these values
+# 1.00 / 0.967 / 0.997 / 0.031, 17.2 steps; lr 1.0: 1.00 / 0.971 / 0.977 / 0.000; early stop 0.05 on all 120
+# requests: 0.975 / 0.933 / 0.988 / 0.258 (0.1: 0.975 / 0.920 / 0.991 / 0.217). MEMIT, 100 edits, gives identical
+# figures with 0.05 and 0.1: a batch stops only when every request's loss is below the threshold.
 @dataclass(frozen=True)
 class DeltaHparams:
     lr: float = 0.5
