@@ -23,7 +23,7 @@ import torch
 
 from editing.forensics.diff import diff_checkpoints
 from editing.forensics.explain import (SCORES, CandidateKeys, candidate_keys, default_stats, explain, kb_subjects,
-                                       rank_of)
+                                       rank_of, same_answer)
 from editing.forensics.recover import max_abs_diff, recover_rank_one, revert
 from editing.forensics.spectral import DEFAULT_THRESHOLD, STATISTICS, SpectralScan, spectral_scan
 from editing.forensics.tensors import TensorIndex, rewrite_checkpoint
@@ -131,8 +131,8 @@ def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: 
         rec = recover_rank_one(base_dir, str(saved), report)
         recovered = torch.outer(rec.u.double(), rec.v.double())
         ex = explain(base, edited, rec, keys if keys.layer == rec.layer else None, score=score)
-        answers = tuple(a["word"] for a in ex.answers[:3])
-        new_word = result.requests[0].target_new.split()[0]
+        answers = tuple(a["answer"] for a in ex.answers[:3])
+        new_target = result.requests[0].target_new
         writes = tuple(t["token"] for t in ex.writes[:3])
         lens = tuple(t["token"] for t in ex.lens[:10])
         back = revert(str(saved), rec, work / "reverted")
@@ -141,7 +141,7 @@ def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: 
                       subject_rank=rank_of(keys, rec.v, request.subject) if keys.layer == rec.layer else fields[
                           "subject_rank"],
                       top_subjects=tuple(s.subject for s in ex.subjects[:3]), answers=answers, writes=writes,
-                      lens=lens, target_named=bool(answers) and answers[0].strip() == new_word,
+                      lens=lens, target_named=bool(answers) and same_answer(answers[0], new_target),
                       target_token_named=ex.writes[0]["token"] == target, target_in_lens=target in lens,
                       revert_max_abs=max_abs_diff(back, base_dir))
     blind = _blind(spectral_scan(str(saved), threshold=threshold))
@@ -173,12 +173,12 @@ def summarise(trials: list[Trial], null_scans: list[dict], score: str, threshold
                                                                           for t in trials)}
                                      for k in SCORES if any(t.subject_rank.get(k) is not None for t in trials)},
            "target_named_rate": _rate(t.target_named for t in trials),
-           "target_named_definition": "the edited model's most frequent new greedy answer (a word that differs from "
-                                      "the base model's) over the top-ranked candidate subject's knowledge-base "
-                                      "prompts equals the new target's first word",
+           "target_named_definition": "the edited model's most frequent new greedy answer (up to punctuation, where "
+                                      "it differs from the base model's) over the top-ranked candidate subject's "
+                                      "knowledge-base prompts begins with all of the new target's words",
            "target_token_named_rate": _rate(t.target_token_named for t in trials),
-           "target_in_answers_top3_rate": _rate(bool(t.answers) and t.target_new.split()[0] in
-                                                [a.strip() for a in t.answers[:3]] for t in trials),
+           "target_in_answers_top3_rate": _rate(any(same_answer(a, t.target_new) for a in t.answers[:3])
+                                                for t in trials),
            "target_in_lens_top10_rate": _rate(t.target_in_lens for t in trials),
            "edit_efficacy_rate": _rate(t.efficacy for t in trials),
            "revert_max_abs_diff_max": max(reverts, default=None),

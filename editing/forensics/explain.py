@@ -16,12 +16,12 @@ Scores are reported relative to their mean over the candidates.
 
 *What does it write?* ``u`` lives in the residual stream: its logit-lens reading
 (``unembed(final_norm(u))``), and, on the top candidate's prompts, the edited model's new answers
-(its greedy word where it differs from the base model's) and the tokens whose next-token
-probability rose most.
+(its greedy answer, up to punctuation, where it differs from the base model's) and the tokens
+whose next-token probability rose most.
 
 >>> # import workbench
 >>> # ex = explain(workbench.load("factworld"), workbench.load("/tmp/eiffel-in-rome"), recovery)
->>> # ex.subjects[0].subject, ex.answers[0]["word"]          -> ("Eiffel Tower", " Rome")
+>>> # ex.subjects[0].subject, ex.answers[0]["answer"]          -> ("Eiffel Tower", " Rome")
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ class Explanation:
     subjects: tuple[SubjectScore, ...]  # best first (the top few)
     lens: tuple[dict, ...]  # logit-lens reading of u: [{"token", "prob"}]
     prompts: tuple[dict, ...]  # per prompt of the top subject: base / edited top token, biggest riser
-    answers: tuple[dict, ...]  # the edited model's new answers on those prompts: [{"word", "prompts", "of"}]
+    answers: tuple[dict, ...]  # the edited model's new answers on those prompts: [{"answer", "prompts", "of"}]
     writes: tuple[dict, ...]  # tokens whose probability rose most on any of those prompts: [{"token", "rise"}]
 
     def to_dict(self) -> dict:
@@ -86,7 +86,7 @@ class Explanation:
     def lines(self) -> list[str]:
         top = ", ".join(f"{s.subject} ({s.score:.1f}x)" for s in self.subjects[:3])
         lens = " ".join(repr(t["token"]) for t in self.lens[:5])
-        answers = ", ".join(f"{a['word']!r} ({a['prompts']} of {a['of']} prompts)" for a in self.answers[:3])
+        answers = ", ".join(f"{a['answer']!r} ({a['prompts']} of {a['of']} prompts)" for a in self.answers[:3])
         writes = ", ".join(f"{t['token']!r} (+{t['rise']:.2f})" for t in self.writes[:3])
         return [f"responds to: {top}  [{self.score} key score / mean of {self.n_candidates} candidates]",
                 f"new answers on {self.subjects[0].subject!r} prompts: {answers or 'none'}",
@@ -203,8 +203,9 @@ def lens_reading(session, u: Float[Tensor, "d_model"], k: int = 10) -> tuple[dic
     return tuple({"token": session.decode([i]), "prob": float(p)} for i, p in zip(ids.tolist(), values.tolist()))
 
 
-def greedy_words(session, prompts: Sequence[str], max_tokens: int = 4) -> list[str]:
-    """Each prompt's greedy next word (batched): tokens are added while they continue the word."""
+def greedy_answers(session, prompts: Sequence[str], max_tokens: int = 8) -> list[str]:
+    """Each prompt's greedy answer (batched): tokens are added until punctuation, the end of text
+    or ``max_tokens``, so a multi-word answer ("the Republic of the Congo") comes out whole."""
     ids: list[list[int]] = [[] for _ in prompts]
     active = list(range(len(prompts)))
     for _ in range(max_tokens):
@@ -215,34 +216,41 @@ def greedy_words(session, prompts: Sequence[str], max_tokens: int = 4) -> list[s
         still = []
         for i, nxt in zip(active, nexts):
             piece = session.decode([nxt])
-            if ids[i] and (not piece or not piece[0].isalnum() or nxt == session.tokenizer.eos_token_id):
-                continue  # the word is complete
+            ends = not piece.strip() or not (piece[0].isalnum() or piece[0] == " ") or "\n" in piece
+            if ids[i] and (ends or nxt == session.tokenizer.eos_token_id):
+                continue  # the answer is complete
             ids[i].append(nxt)
             still.append(i)
         active = still
     return [session.decode(x) for x in ids]
 
 
+def same_answer(answer: str, target: str) -> bool:
+    """Whether ``answer`` begins with all of ``target``'s words ("Rome" names " Rome")."""
+    words, wanted = answer.split(), target.split()
+    return bool(wanted) and words[:len(wanted)] == wanted
+
+
 def writes_on(base, edited, prompts: Sequence[str],
               k: int = 5) -> tuple[tuple[dict, ...], tuple[dict, ...], tuple[dict, ...]]:
     """``(per-prompt rows, new answers, top risers)``: base vs edited behaviour on ``prompts``.
 
-    New answers: the edited model's greedy word wherever it differs from the base model's,
-    most frequent first. Risers: tokens by their largest next-token probability rise on any prompt.
+    New answers: the edited model's greedy answer (up to punctuation) wherever it differs from the
+    base model's, most frequent first. Risers: tokens by their largest next-token probability rise on any prompt.
     """
     if base.tokenizer.get_vocab() != edited.tokenizer.get_vocab():
         raise WorkbenchError("the base and edited checkpoints use different tokenizers")
     before, after = next_token_probs(base, prompts), next_token_probs(edited, prompts)  # (n, vocab)
     rise = after - before
-    old_words, new_words = greedy_words(base, prompts), greedy_words(edited, prompts)
+    old_answers, new_answers = greedy_answers(base, prompts), greedy_answers(edited, prompts)
     rows = tuple({"prompt": p, "base_answer": b, "edited_answer": a, "rose_most": edited.decode([int(r)]),
                   "rise": float(rise[i, int(r)])}
-                 for i, (p, b, a, r) in enumerate(zip(prompts, old_words, new_words, rise.argmax(-1))))
+                 for i, (p, b, a, r) in enumerate(zip(prompts, old_answers, new_answers, rise.argmax(-1))))
     counts: dict[str, int] = {}
-    for b, a in zip(old_words, new_words):
+    for b, a in zip(old_answers, new_answers):
         if a.strip() != b.strip():
             counts[a] = counts.get(a, 0) + 1
-    answers = tuple({"word": w, "prompts": n, "of": len(prompts)}
+    answers = tuple({"answer": w, "prompts": n, "of": len(prompts)}
                     for w, n in sorted(counts.items(), key=lambda item: -item[1])[:k])
     best, where = rise.max(0)  # per token: its largest rise and on which prompt
     values, ids = best.topk(k)
