@@ -19,7 +19,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
                    help="skip replaying the optimisation (only the stored update vectors are replayed)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="relative update error allowed when replaying the optimisation (default 1e-3)")
-    p.add_argument("--corpus", default=None, help="the covariance corpus the edits used (default: the base's own)")
+    p.add_argument("--corpus", default=None, help="the covariance corpus to recompute with (default: the one each edit recorded, else the base's own)")
     p.add_argument("--device", default="cpu", help="where to replay (cpu, cuda, ...)")
     add_json_option(p)
     p.set_defaults(handler=cmd_verify)

@@ -152,6 +152,6 @@ def compute(session, request, hparams: RomeHparams, stats: LayerStats | None = N
     update = rank_one(session, layer, key.float(), target, stats)
     info = {"steps": result.steps, "nll": result.losses[0], "nll_history": list(result.history), "delta_norm": float(result.delta[0].norm()),
             "key_norm": float(key.norm()), "key_gains": [round(float(g), 4) for g in geometry.gains],
-            "cov_tokens": stats.tokens, "identity_cov": stats.identity,
+            "cov_tokens": stats.tokens, "cov_corpus": stats.corpus, "identity_cov": stats.identity,
             "prefixes": list(prefixes)}
     return Edit("rome", (request,), (update,), hparams.to_dict(), seed, info)

@@ -229,17 +229,19 @@ def _recompute(session, row: dict, corpus: str | None = None):
     delta = DeltaHparams(**hp.pop("delta", {}))
     prefixes = tuple(recorded.stats.get("prefixes", ())) or None
     tokens = recorded.stats.get("cov_tokens")
+    if corpus is None and recorded.stats.get("cov_corpus") not in (None, "factworld", "identity"):
+        corpus = recorded.stats["cov_corpus"]  # the corpus the edit recorded (a path or a dataset name)
+    cov_kwargs = {"corpus": corpus, **({"tokens": tokens} if tokens else {})}
     if recorded.method == "rome":
         hparams = rome.RomeHparams(delta=delta, **hp)
-        stats = get_stats(session, hparams.layer, no_cov=hparams.no_cov,
-                          **({} if hparams.no_cov else {"corpus": corpus, **({"tokens": tokens} if tokens else {})}))
+        stats = get_stats(session, hparams.layer, no_cov=hparams.no_cov, **({} if hparams.no_cov else cov_kwargs))
         fresh = rome.compute(session, recorded.requests[0], hparams, stats, prefixes, recorded.seed)
         apply_edit(session, fresh)
         return recorded, fresh
     if recorded.method == "memit":
         hparams = memit.MemitHparams(layers=tuple(hp.pop("layers")), delta=delta, **hp)
-        kwargs = {} if hparams.no_cov else {"corpus": corpus}
-        stats = {layer: get_stats(session, layer, no_cov=hparams.no_cov, **kwargs) for layer in hparams.layers}
+        stats = {layer: get_stats(session, layer, no_cov=hparams.no_cov, **({} if hparams.no_cov else cov_kwargs))
+                 for layer in hparams.layers}
         return recorded, memit.compute_and_apply(session, recorded.requests, hparams, recorded.seed, prefixes,
                                                  stats).edit
     raise WorkbenchError(f"cannot recompute an edit of method {recorded.method!r}")
@@ -293,8 +295,9 @@ def verify(directory: str | Path, base: str | None = None, optimisation: bool = 
     """Check ``directory`` against its ``edits.json`` (see the module docstring's table).
 
     ``base``: where to load the base from when the recorded spec is not available here.
-    ``corpus``: the covariance corpus the edits used, when it was not the base's default (the
-    manifest does not record it; a wrong one makes the recomputed updates disagree).
+    ``corpus``: the covariance corpus to recompute with, instead of the one each edit recorded
+    (needed when a recorded file is elsewhere on this machine; a different corpus makes the
+    recomputed updates disagree).
     """
     directory = Path(directory)
     if not directory.is_dir():

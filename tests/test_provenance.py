@@ -228,3 +228,24 @@ def test_verify_reports_unreplayable_vectors(chain, tmp_path):
     _write_manifest(broken, manifest, reseal=True)
     check = {c.name: c for c in verify(broken, optimisation=False).checks}["replay (stored)"]
     assert check.status == "fail" and "cannot be replayed" in check.detail and "\n" not in check.detail
+
+
+def test_verify_recomputes_with_the_recorded_corpus(tiny_dirs, tmp_path):
+    """An edit made with statistics over a local corpus records it; verify uses it unasked, and a
+    different corpus (given explicitly) makes the recomputed update disagree."""
+    from workbench import load
+
+    texts = tmp_path / "corpus.txt"
+    texts.write_text("\n".join(f"The tower number {i} stands in a city by the river." for i in range(200)))
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(f"Numbers {i} and {i * 7} are written in a table of records." for i in range(200)))
+    session = load(str(tiny_dirs["gpt2"]), device="cpu", dtype="float32")
+    edit(session, EditRequest(PROMPT, "Eiffel Tower", "Rome", target_true="Paris"), layer=0, corpus=str(texts),
+         tokens=2000, n_prefixes=1, delta=QUICK, fluency_prompts=0, score=False)
+    out = save(session, tmp_path / "with-corpus")
+    undo(session)
+    assert _manifest(out)["history"][0]["edits"][0]["stats"]["cov_corpus"] == str(texts.resolve())
+    report = verify(out)
+    assert report.verdict == "verified", [c.line() for c in report.checks]
+    checks = {c.name: c for c in verify(out, corpus=str(other)).checks}
+    assert checks["replay (optimisation)"].status == "fail"
