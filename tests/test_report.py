@@ -127,3 +127,23 @@ def test_app_session_report_uses_the_core_builder(factworld, tmp_path):
     assert factworld.weights_hash() in html
     empty = session_report(Workspace("factworld"), ModelCard("factworld")).render_html()
     assert "Nothing has been run in this session yet." in empty
+
+
+def test_app_results_carry_a_command_the_cli_parses():
+    """The app's report sections name the CLI command that reproduces them; the CLI's own parser
+    reads it back with the same values; while edits are applied there is none."""
+    import shlex
+
+    from workbench.app.state import Workspace
+    from workbench.cli import build_parser
+
+    workspace = Workspace("factworld")
+    line = workspace.command("trace", prompt="The {} is located in", subject="Eiffel Tower", target=None)
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert (args.model, args.prompt, args.subject, args.target) == ("factworld", "The {} is located in",
+                                                                    "Eiffel Tower", None)
+    line = workspace.command("generate", prompt="Paris is", max_new_tokens=5, temperature=0.0, seed=3)
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert (args.max_new_tokens, args.temperature, args.seed) == (5, 0.0, 3)
+    edited, _ = workspace.add_edit("Eiffel Tower -> Rome", object())
+    assert edited.command("trace", prompt="x {}", subject="x") is None

@@ -58,6 +58,25 @@ def add_report_option(parser: argparse.ArgumentParser) -> None:
                         help="also write a self-contained HTML report (model card, results, the command to rerun)")
 
 
+def command_line(subcommand: str, model: str, **options) -> str:
+    """The ``workbench`` command for ``subcommand`` with these options (None left out, True as a
+    bare flag, underscores as dashes).
+
+    >>> command_line("trace", "factworld", prompt="The {} is in", subject="Louvre", target=None)
+    "workbench trace --model factworld --prompt 'The {} is in' --subject Louvre"
+    """
+    import shlex
+
+    args = ["workbench", subcommand, "--model", model]
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        args.append("--" + name.replace("_", "-"))
+        if value is not True:
+            args.append(str(value))
+    return shlex.join(args)
+
+
 def reproduce_command(argv: list[str]) -> str:
     """The command line that was run, without ``--report`` and ``--json`` (and their values)."""
     import shlex

@@ -65,6 +65,13 @@ class Workspace:
                                  f"{', '.join('#' + str(e.id) for e in self.edits)})")
         return dataclasses.replace(self, edits=tuple(e for e in self.edits if e.id != edit_id))
 
+    def command(self, subcommand: str, **options) -> str | None:
+        """The CLI command that reproduces a result on this browser's model, or None while edits
+        are applied (the command line has no way to say which)."""
+        from workbench.cli import command_line
+
+        return None if self.edits else command_line(subcommand, self.model, **options)
+
     def record(self, title: str, text: str = "", table=(), images=(), command: str | None = None) -> "Workspace":
         """Add a result to this browser's report (``table``: rows, first the header; ``images``: PNG bytes)."""
         entry = Section(title, "app", text, (as_table(table),) if table else (), tuple(images), command)

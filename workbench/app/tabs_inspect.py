@@ -35,7 +35,8 @@ def build(ctx: AppContext) -> None:
         with ctx.pool.use(workspace) as session:
             result = logit_lens(session, text(prompt_text, "prompt"), k=whole(k_value, "top k"))
         rows = top_tokens_rows(result.layers[-1]["top"])
-        return rows, workspace.record(f"Next tokens: {prompt_text}", table=[["rank", "token", "probability"]] + rows)
+        return rows, workspace.record(f"Next tokens: {prompt_text}", table=[["rank", "token", "probability"]] + rows,
+                                      command=workspace.command("lens", prompt=prompt_text, k=whole(k_value, "top k")))
 
     def lens(workspace, prompt_text, target_text):
         follow = target_text if target_text and target_text.strip() else None
@@ -47,13 +48,17 @@ def build(ctx: AppContext) -> None:
         if follow is not None:
             curve, curve_png = figure(target_curve(result))
             images.append(curve_png)
-        return heat, curve, workspace.record(f"Logit lens: {prompt_text}", images=images)
+        return heat, curve, workspace.record(f"Logit lens: {prompt_text}", images=images,
+                                             command=workspace.command("lens", prompt=prompt_text, target=follow))
 
     def generation(workspace, prompt_text, new_tokens, temp, seed_value):
         with ctx.pool.use(workspace) as session:
             out = generate(session, text(prompt_text, "prompt"), max_new_tokens=whole(new_tokens, "new tokens"),
                            temperature=float(temp or 0), seed=whole(seed_value, "seed"))
-        return out.completion, workspace.record(f"Generation: {prompt_text}", prompt_text + out.completion)
+        command = workspace.command("generate", prompt=prompt_text, max_new_tokens=whole(new_tokens, "new tokens"),
+                                    temperature=float(temp or 0), seed=whole(seed_value, "seed"))
+        return out.completion, workspace.record(f"Generation: {prompt_text}", prompt_text + out.completion,
+                                                command=command)
 
     ctx.on(next_btn.click, next_tokens, [ctx.workspace, prompt, k], [top, ctx.workspace], "next_tokens")
     ctx.on(lens_btn.click, lens, [ctx.workspace, prompt, target], [lens_plot, curve_plot, ctx.workspace], "logit_lens")

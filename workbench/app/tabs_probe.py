@@ -59,8 +59,10 @@ def build(ctx: AppContext) -> None:
             result = backends.probe_sweep(session, backends.probe_dataset(name, n), method_name, layer_text)
         fig, png = figure(backends.sweep_figure(result))
         words = describe_sweep(result)
+        method = None if method_name == "auto" else method_name
+        command = workspace.command("probe", dataset=name, limit=n, method=method, layers=layer_text)
         yield words, fig, LastSweep(name, n, result), workspace.record(
-            f"Probe sweep: {result.dataset} ({result.method})", words, images=[png])
+            f"Probe sweep: {result.dataset} ({result.method})", words, images=[png], command=command)
 
     def probe_pca(workspace, sweep):
         sweep = _need(sweep)

@@ -35,7 +35,8 @@ def build(ctx: AppContext) -> None:
             result = backends.trace(session, text(prompt_text, "prompt"), text(subject_text, "subject"), answer)
         fig, png = figure(backends.trace_figure(result))
         words = describe_trace(result)
-        yield words, fig, workspace.record(f"Causal trace: {result.prompt}", words, images=[png])
+        command = workspace.command("trace", prompt=prompt_text, subject=subject_text, target=answer)
+        yield words, fig, workspace.record(f"Causal trace: {result.prompt}", words, images=[png], command=command)
 
     event = ctx.on(trace_btn.click, causal_trace, [ctx.workspace, prompt, subject, target],
                    [peak, heatmaps, ctx.workspace], "trace")
