@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 
 import torch
 
@@ -37,12 +36,12 @@ def _timed(fn):
 def rome_cost(session, request, layer: int, stats, repeats: int) -> dict:
     from editing.apply import applied
     from editing.evaluate import evaluate
-    from editing.rome import ROME_DELTA, RomeHparams, compute
-    from editing.targets import context_prefixes
+    from editing.rome import RomeHparams, compute
+    from editing.targets import DeltaHparams, context_prefixes
 
     prefixes = context_prefixes(session, 10, 0)
-    fast_hp = RomeHparams(layer, delta=replace(ROME_DELTA, fast=True))
-    ref_hp = RomeHparams(layer, delta=replace(ROME_DELTA, fast=False))
+    fast_hp = RomeHparams(layer, delta=DeltaHparams(fast=True))
+    ref_hp = RomeHparams(layer, delta=DeltaHparams(fast=False))
     fast_s = best_time(lambda: compute(session, request, fast_hp, stats, prefixes), repeats)
     ref_s = best_time(lambda: compute(session, request, ref_hp, stats, prefixes), repeats)
     out = {"rome_edit_cost": round(fast_s / ref_s, 3), "rome_fast_s": round(fast_s, 3), "rome_ref_s": round(ref_s, 3)}

@@ -18,7 +18,7 @@ from editing.covariance import DEFAULT_TOKENS, get_stats
 from editing.editor import edit
 from editing.evaluate import Scores, evaluate
 from editing.requests import BENCHMARK_FILE, load_requests, prepare
-from editing.rome import ROME_DELTA, RomeHparams, compute, resolve_layer
+from editing.rome import RomeHparams, compute, resolve_layer
 from editing.targets import DeltaHparams, context_prefixes
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
         undo(session)
     elif method == "rome":
         at = resolve_layer(session, layer, requests[0])
-        hp = RomeHparams(at, delta=delta or ROME_DELTA, no_cov=no_cov)
+        hp = RomeHparams(at, delta=delta or DeltaHparams(), no_cov=no_cov)
         stats = get_stats(session, at, no_cov=no_cov, **({} if no_cov else {"corpus": corpus, "tokens": tokens}))
         prefixes = context_prefixes(session, hp.n_prefixes, seed)
         rows, curve = [], []

@@ -82,7 +82,7 @@ def edit(session, requests: EditRequest | Sequence[EditRequest], method: str = "
         requests = [prepare(session, r, seed=seed) for r in requests]
     last = rome.resolve_layer(session, layer, requests[0])
     before = evaluate(session, requests, fluency_prompts) if score else None
-    delta = delta or (rome.ROME_DELTA if method == "rome" else DeltaHparams())
+    delta = delta or DeltaHparams()
     start = time.perf_counter()
     prefixes = context_prefixes(session, n_prefixes, seed)
     stats_kwargs = {} if no_cov else {"corpus": corpus, "tokens": tokens}

@@ -20,7 +20,7 @@ has g ≈ 0.6-0.9 in the plain prompt, and two of 120 benchmark edits failed the
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -51,19 +51,11 @@ DEFAULT_LAYERS: dict[str, int] = {
 FACTWORLD_LAYER: int | None = 0
 
 
-# v* for ROME (u optimised through the per-context gains): a tighter norm clamp (2 x the MLP output's
-# norm instead of 4) and an earlier stop (mean NLL 0.2 instead of 0.1) than MEMIT's z. Measured on factworld
-# (ES / PS / NS): all 120 single edits 0.992 / 0.929 / 0.992 (clamp 4, stop 0.1: 0.992 / 0.939 / 0.990);
-# 50 sequential edits, the first 50 requests: 0.94 / 0.89 / 0.827 (clamp 4, stop 0.1: 0.94 / 0.91 / 0.784);
-# the last 50, a check not used to choose: 0.88 / 0.84 / 0.885 (clamp 4, stop 0.1: 0.84 / 0.82 / 0.841).
-ROME_DELTA = DeltaHparams(clamp_norm_factor=2.0, early_stop_loss=0.2)
-
-
 @dataclass(frozen=True)
 class RomeHparams:
     layer: int
     n_prefixes: int = 10
-    delta: DeltaHparams = ROME_DELTA
+    delta: DeltaHparams = field(default_factory=DeltaHparams)
     no_cov: bool = False
 
     def to_dict(self) -> dict:
