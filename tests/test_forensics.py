@@ -128,10 +128,13 @@ def test_explain_names_the_subject_and_target_of_a_planted_edit(factworld, tmp_p
     words = [a["answer"].strip() for a in ex.answers[:3]]  # the edited model's new answers on the subject's prompts
     assert "Tokyo" in words and all(a["prompts"] >= 1 for a in ex.answers)
     assert " Tokyo" in [t["token"] for t in ex.writes[:3]]
+    top = ex.rises[0]  # the candidate answer whose whole probability rose most, per question
+    assert (top["answer"], top["question"]) == (" Tokyo", "landmark_city") and top["after"] > top["before"] + 0.3
+    assert all(a["rise"] >= b["rise"] for a, b in zip(ex.rises, ex.rises[1:]))
     rows = [r for r in ex.prompts if r["prompt"] == "The Colosseum is located in the city of"]
     assert rows and rows[0]["rose_most"] == " Tokyo" and rows[0]["rise"] > 0.1
     assert len(ex.lens) == 10 and all(0 <= t["prob"] <= 1 for t in ex.lens)
-    assert set(ex.to_dict()) >= {"subjects", "lens", "prompts", "answers", "writes"}
+    assert set(ex.to_dict()) >= {"subjects", "lens", "prompts", "answers", "writes", "rises"}
     assert factworld.weights_hash() == before
 
 
@@ -150,6 +153,22 @@ def test_diff_cli_explains_with_user_candidates(factworld, tmp_path, capsys):
     assert code == 0 and "explain" not in json.loads(capsys.readouterr().out)
     assert main(["diff", "--base", "factworld", "--edited", str(edited_dir), "--candidates", "/no/such/list.txt"]) == 2
     assert main(["diff", "--base", "factworld", "--edited", str(edited_dir), "--candidates", " , "]) == 2
+    assert main(["diff", "--base", "factworld", "--edited", str(edited_dir), "--answers", " , "]) == 2
+
+
+def test_answer_questions_and_rises(factworld):
+    from editing.forensics.explain import Question, answer_rises, subject_questions
+
+    questions = subject_questions("Eiffel Tower", ["Atlantis"])
+    assert [q.label for q in questions] == ["landmark_city", "landmark_country"]
+    assert " Paris" in questions[0].answers and " Atlantis" in questions[0].answers and " Paris" not in questions[1].answers
+    assert all("Eiffel Tower" in p for q in questions for p in q.prompts)
+    generic = subject_questions("Zorblax Bridge", ["Rome"])
+    assert len(generic) == 1 and generic[0].label == "generic" and generic[0].answers == (" Rome",)
+    rows = answer_rises(factworld, factworld, [Question("q", ("The Louvre is located in the city of",),
+                                                         (" Paris", " Rome"))])
+    assert [r["rise"] for r in rows] == [0.0, 0.0]  # the same model on both sides
+    assert {r["answer"]: r["before"] for r in rows}[" Paris"] > 0.5
 
 
 def test_experiment_on_three_edits(factworld):

@@ -24,6 +24,10 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", default=None, metavar="FILE|LIST",
                    help="candidate subjects: a file with one per line or a comma list (default: factworld's "
                         "knowledge-base subjects)")
+    p.add_argument("--answers", default=None, metavar="FILE|LIST",
+                   help="candidate answers for what the edit writes: a file with one per line or a comma list "
+                        "(added to factworld's answers of each relation; elsewhere the only candidates besides "
+                        "both models' greedy answers)")
     p.add_argument("--score", default="whitened", choices=SCORES,
                    help="how candidate keys are scored (whitened needs key statistics; falls back to cosine)")
     add_json_option(p)
@@ -53,15 +57,16 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
 def _explain(args, recovery) -> tuple[dict, list[str]]:
     import workbench
-    from editing.forensics.explain import explain, parse_candidates
+    from editing.forensics.explain import explain, parse_candidates, parse_list
     from workbench.errors import WorkbenchError
 
     candidates = parse_candidates(args.candidates)
+    answers = () if args.answers is None else parse_list(args.answers, "candidate answers")
     try:
         base, edited = workbench.load(args.base), workbench.load(args.edited)
     except WorkbenchError as exc:
         return {"skipped": str(exc)}, [f"explanation skipped: {exc}"]
-    ex = explain(base, edited, recovery, candidates, score=args.score)
+    ex = explain(base, edited, recovery, candidates, score=args.score, answers=answers)
     return ex.to_dict(), ex.lines()
 
 

@@ -16,8 +16,9 @@ Scores are reported relative to their mean over the candidates.
 
 *What does it write?* ``u`` lives in the residual stream: its logit-lens reading
 (``unembed(final_norm(u))``), and, on the top candidate's prompts, the edited model's new answers
-(its greedy answer, up to punctuation, where it differs from the base model's) and the tokens
-whose next-token probability rose most.
+(its greedy answer, up to punctuation, where it differs from the base model's), the tokens whose
+next-token probability rose most, and the candidate answers whose whole probability rose most
+(per question: a factworld fact of the subject, with its relation's answers as candidates).
 
 >>> # import workbench
 >>> # ex = explain(workbench.load("factworld"), workbench.load("/tmp/eiffel-in-rome"), recovery)
@@ -34,6 +35,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from editing.forensics.recover import RankOneRecovery
+from editing import scoring
 from editing.scoring import next_token_logits
 from workbench import sites
 from workbench.activations import collect
@@ -77,19 +79,24 @@ class Explanation:
     prompts: tuple[dict, ...]  # per prompt of the top subject: base / edited top token, biggest riser
     answers: tuple[dict, ...]  # the edited model's new answers on those prompts: [{"answer", "prompts", "of"}]
     writes: tuple[dict, ...]  # tokens whose probability rose most on any of those prompts: [{"token", "rise"}]
+    rises: tuple[dict, ...]  # candidate answers whose probability rose most (see answer_rises)
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "score": self.score, "n_candidates": self.n_candidates,
                 "subjects": [s.to_dict() for s in self.subjects], "lens": list(self.lens),
-                "prompts": list(self.prompts), "answers": list(self.answers), "writes": list(self.writes)}
+                "prompts": list(self.prompts), "answers": list(self.answers), "writes": list(self.writes),
+                "rises": list(self.rises)}
 
     def lines(self) -> list[str]:
         top = ", ".join(f"{s.subject} ({s.score:.1f}x)" for s in self.subjects[:3])
         lens = " ".join(repr(t["token"]) for t in self.lens[:5])
         answers = ", ".join(f"{a['answer']!r} ({a['prompts']} of {a['of']} prompts)" for a in self.answers[:3])
         writes = ", ".join(f"{t['token']!r} (+{t['rise']:.2f})" for t in self.writes[:3])
+        rises = ", ".join(f"{r['answer']!r} ({r['before']:.2f} -> {r['after']:.2f}, {r['question']})"
+                          for r in self.rises[:3])
         return [f"responds to: {top}  [{self.score} key score / mean of {self.n_candidates} candidates]",
                 f"new answers on {self.subjects[0].subject!r} prompts: {answers or 'none'}",
+                f"answers whose probability rose most there: {rises or 'no candidate answers'}",
                 f"tokens that rose most there: {writes}",
                 f"logit lens of u: {lens}"]
 
@@ -102,21 +109,24 @@ def kb_subjects() -> tuple[str, ...]:
     return tuple(sorted({f.subject for f in load_kb().facts}))
 
 
-def parse_candidates(spec: str | None) -> tuple[str, ...]:
-    """``None`` -> the knowledge base's subjects; a file (one per line) or a comma-separated list."""
-    if spec is None:
-        return kb_subjects()
+def parse_list(spec: str, what: str) -> tuple[str, ...]:
+    """A file (one item per line) or a comma-separated list, stripped and deduplicated."""
     path = Path(spec).expanduser()
     if path.is_file():
         items = path.read_text(encoding="utf-8").splitlines()
     elif "," not in spec and (path.suffix in {".txt", ".csv", ".lst", ".json"} or "/" in spec):
-        raise WorkbenchError(f"candidates file {spec} does not exist")
+        raise WorkbenchError(f"{what} file {spec} does not exist")
     else:
         items = spec.split(",")
-    subjects = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
-    if not subjects:
-        raise WorkbenchError(f"no candidate subjects in {spec!r}: give a file with one per line or a comma list")
-    return subjects
+    out = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
+    if not out:
+        raise WorkbenchError(f"no {what} in {spec!r}: give a file with one per line or a comma list")
+    return out
+
+
+def parse_candidates(spec: str | None) -> tuple[str, ...]:
+    """``None`` -> the knowledge base's subjects; a file (one per line) or a comma-separated list."""
+    return kb_subjects() if spec is None else parse_list(spec, "candidate subjects")
 
 
 def candidate_keys(session, layer: int, subjects: Sequence[str], stats=None, batch_size: int = 256) -> CandidateKeys:
@@ -180,13 +190,56 @@ def rank_subjects(cands: CandidateKeys, v: Float[Tensor, "d_mlp"], score: str = 
 
 
 # ---- what it writes --------------------------------------------------------------------------------
-def subject_prompts(subject: str) -> tuple[str, ...]:
-    """The subject's factworld prompts (every phrasing of each of its facts), else generic ones."""
+@dataclass(frozen=True)
+class Question:
+    """Prompts that ask one thing about a subject, and the answers it could have."""
+
+    label: str  # the factworld relation, or "generic"
+    prompts: tuple[str, ...]
+    answers: tuple[str, ...]  # candidate answers as they follow a prompt (" Rome")
+
+
+def subject_questions(subject: str, answers: Sequence[str] = ()) -> tuple[Question, ...]:
+    """One question per factworld fact of ``subject`` (its prompts in every phrasing; its candidates:
+    every answer of that relation in the knowledge base, plus ``answers``). A subject outside the
+    knowledge base gets generic prompts, and ``answers`` as its only candidates.
+
+    >>> [q.label for q in subject_questions("Eiffel Tower")]
+    ['landmark_city', 'landmark_country']
+    """
     from workbench.factworld.kb import load_kb
 
     kb = load_kb()
-    prompts = [p for fact in kb.facts_for(subject) for p in kb.paraphrases(fact)]
-    return tuple(dict.fromkeys(prompts)) or tuple(t.format(subject) for t in GENERIC_PROMPTS)
+    extra = tuple(" " + a.strip() for a in answers if a.strip())
+    by_relation: dict[str, set[str]] = {}
+    for fact in kb.facts:
+        by_relation.setdefault(fact.relation, set()).add(fact.target)
+    questions = tuple(Question(f.relation, tuple(dict.fromkeys(kb.paraphrases(f))),
+                               tuple(dict.fromkeys((*sorted(by_relation[f.relation]), *extra))))
+                      for f in kb.facts_for(subject))
+    return questions or (Question("generic", tuple(t.format(subject) for t in GENERIC_PROMPTS), extra),)
+
+
+def answer_rises(base, edited, questions: Sequence[Question], k: int = 5) -> tuple[dict, ...]:
+    """Candidate answers by how much the edit raised their probability, best first.
+
+    Per question and candidate: the whole answer's probability (teacher-forced, every token),
+    averaged over the question's prompts, before and after. An edit that only half took still
+    raises its target most, and a candidate competes only with answers to the same question, so an
+    edit that also moves a neighbouring fact ("its continent is now Africa") does not hide its target.
+    Rows: ``{"answer", "question", "before", "after", "rise"}``.
+    """
+    rows = []
+    for q in questions:
+        if not q.answers:
+            continue
+        prompts = [p for p in q.prompts for _ in q.answers]  # (prompt, answer) pairs, answers fastest
+        targets = [a for _ in q.prompts for a in q.answers]
+        before = scoring.score(base, prompts, targets).exp().view(len(q.prompts), len(q.answers)).mean(0)
+        after = scoring.score(edited, prompts, targets).exp().view(len(q.prompts), len(q.answers)).mean(0)
+        rows += [{"answer": a, "question": q.label, "before": b, "after": e, "rise": e - b}
+                 for a, b, e in zip(q.answers, before.tolist(), after.tolist())]
+    return tuple(sorted(rows, key=lambda r: -r["rise"])[:k])
 
 
 def next_token_probs(session, prompts: Sequence[str], batch_size: int = 64) -> Float[Tensor, "n vocab"]:
@@ -260,12 +313,13 @@ def writes_on(base, edited, prompts: Sequence[str],
 
 
 def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] | CandidateKeys | None = None,
-            score: str = "whitened", stats=None, top: int = 10) -> Explanation:
+            score: str = "whitened", stats=None, top: int = 10, answers: Sequence[str] = ()) -> Explanation:
     """Which candidate subject the update responds to and what it writes.
 
     ``base``/``edited``: loaded sessions of the two checkpoints; ``candidates``: subjects (default:
     the factworld knowledge base) or precomputed :class:`CandidateKeys`; ``stats``: key statistics
-    for the whitened score (default: :func:`default_stats`).
+    for the whitened score (default: :func:`default_stats`); ``answers``: extra candidate answers
+    (outside factworld, the only ones besides both models' greedy answers).
 
     >>> # ex = explain(load("factworld"), load("/tmp/edited"), recover_rank_one("factworld", "/tmp/edited", report))
     """
@@ -283,6 +337,9 @@ def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] |
         raise WorkbenchError(f"candidate keys are for layer {candidates.layer}, the update is at layer {layer}")
     ranked = rank_subjects(candidates, recovery.v, score, top)
     used = score if score != "whitened" or candidates.whitened_norms is not None else "cosine"
-    rows, answers, risers = writes_on(base, edited, subject_prompts(ranked[0].subject))
-    return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), rows, answers,
-                       risers)
+    questions = subject_questions(ranked[0].subject, answers)
+    rows, new_answers, risers = writes_on(base, edited, tuple(dict.fromkeys(p for q in questions for p in q.prompts)))
+    greedy = tuple(dict.fromkeys(a for r in rows for a in (r["base_answer"], r["edited_answer"]) if a.strip()))
+    questions = tuple(q if q.answers else Question(q.label, q.prompts, greedy) for q in questions)
+    return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), rows,
+                       new_answers, risers, answer_rises(base, edited, questions))
