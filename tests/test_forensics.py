@@ -161,7 +161,8 @@ def test_answer_questions_and_rises(factworld):
 
     questions = subject_questions("Eiffel Tower", ["Atlantis"])
     assert [q.label for q in questions] == ["landmark_city", "landmark_country"]
-    assert " Paris" in questions[0].answers and " Atlantis" in questions[0].answers and " Paris" not in questions[1].answers
+    assert " Paris" in questions[0].answers and " Atlantis" in questions[0].answers
+    assert " Paris" not in questions[1].answers  # the country question's candidates are countries
     assert all("Eiffel Tower" in p for q in questions for p in q.prompts)
     generic = subject_questions("Zorblax Bridge", ["Rome"])
     assert len(generic) == 1 and generic[0].label == "generic" and generic[0].answers == (" Rome",)

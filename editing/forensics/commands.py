@@ -131,7 +131,8 @@ def cmd_experiment(args):
              f"  subject in top 3 ({result.score} score): {pct(s['subject_top3_rate'])}",
              f"  new target named (most frequent new answer): {pct(s['target_named_rate'])}; (among the top 3 new "
              f"answers): {pct(s['target_in_answers_top3_rate'])}; (token that rose most): "
-             f"{pct(s['target_token_named_rate'])}; target token in lens top 10: "
+             f"{pct(s['target_token_named_rate'])}; (answer whose probability rose most): "
+             f"{pct(s['target_top_rise_rate'])}; target token in lens top 10: "
              f"{pct(s['target_in_lens_top10_rate'])}; edit efficacy: {pct(s['edit_efficacy_rate'])}",
              f"  revert: largest difference from the base {num(s['revert_max_abs_diff_max'], '.3g')}"]
     for k in ("sigma_ratio", "sigma_bulk"):

@@ -53,8 +53,8 @@ class Trial:
     writes: tuple[str, ...]  # tokens whose probability rose most there (top 3)
     lens: tuple[str, ...]  # logit-lens reading of u (top 10)
     target_token: str  # first token of the new target
-    target_named: bool  # the candidate answer whose probability rose most there is the new target
-    target_named_greedy: bool  # the most frequent new greedy answer there is the new target (last stop's measure)
+    target_named: bool  # the most frequent new greedy answer on the top subject's prompts is the new target
+    target_top_rise: bool  # the candidate answer whose probability rose most there is the new target
     target_token_named: bool  # the token that rose most there is the target's first token
     target_in_lens: bool  # the target's token is in the lens top 10
     efficacy: bool  # the edited model's top token on the request prompt is the target's
@@ -124,7 +124,8 @@ def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: 
     found = report.signature == "rome" and found_layer == layer and report.changed[0].mlp_out
     target = _first_token(base, result.requests[0].target_new)
     empty = dict(subject_rank={k: None for k in SCORES}, top_subjects=(), answers=(), rises=(), writes=(), lens=(),
-                 target_named=False, target_named_greedy=False, target_token_named=False, target_in_lens=False, relative_residual=None,
+                 target_named=False, target_top_rise=False, target_token_named=False, target_in_lens=False,
+                 relative_residual=None,
                  update_error=None, revert_max_abs=None)
     edited = workbench.load(str(saved))
     efficacy = top_tokens(edited, [result.requests[0].text])[1][0] == target
@@ -144,8 +145,8 @@ def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: 
                       subject_rank=rank_of(keys, rec.v, request.subject) if keys.layer == rec.layer else fields[
                           "subject_rank"],
                       top_subjects=tuple(s.subject for s in ex.subjects[:3]), answers=answers, rises=rises,
-                      writes=writes, lens=lens, target_named=bool(rises) and same_answer(rises[0], new_target),
-                      target_named_greedy=bool(answers) and same_answer(answers[0], new_target),
+                      writes=writes, lens=lens, target_named=bool(answers) and same_answer(answers[0], new_target),
+                      target_top_rise=bool(rises) and same_answer(rises[0], new_target),
                       target_token_named=ex.writes[0]["token"] == target, target_in_lens=target in lens,
                       revert_max_abs=max_abs_diff(back, base_dir))
     blind = _blind(spectral_scan(str(saved), threshold=threshold))
@@ -177,11 +178,14 @@ def summarise(trials: list[Trial], null_scans: list[dict], score: str, threshold
                                                                           for t in trials)}
                                      for k in SCORES if any(t.subject_rank.get(k) is not None for t in trials)},
            "target_named_rate": _rate(t.target_named for t in trials),
-           "target_named_definition": "on the top-ranked candidate subject's knowledge-base prompts, the candidate "
-                                      "answer (per fact: every answer of its relation) whose mean whole-answer "
-                                      "probability the edit raised most is the new target",
+           "target_named_definition": "the edited model's most frequent new greedy answer (up to punctuation, where "
+                                      "it differs from the base model's) over the top-ranked candidate subject's "
+                                      "knowledge-base prompts begins with all of the new target's words",
+           "target_top_rise_rate": _rate(t.target_top_rise for t in trials),
+           "target_top_rise_definition": "on the same prompts, the candidate answer (per fact: every answer of its "
+                                         "relation) whose mean whole-answer probability the edit raised most is "
+                                         "the new target",
            "target_in_rises_top3_rate": _rate(any(same_answer(a, t.target_new) for a in t.rises[:3]) for t in trials),
-           "target_named_greedy_rate": _rate(t.target_named_greedy for t in trials),
            "target_token_named_rate": _rate(t.target_token_named for t in trials),
            "target_in_answers_top3_rate": _rate(any(same_answer(a, t.target_new) for a in t.answers[:3])
                                                 for t in trials),
@@ -240,7 +244,8 @@ def run_experiment(n_edits: int = 50, seed: int = 0, layer: int | str | None = N
         trials.append(trial)
         if progress:
             progress(f"edit {i + 1}/{n_edits}: {trial.subject!r} -> {trial.target_new!r} at layer {at}: "
-                     f"found {trial.found}, subject rank {trial.subject_rank.get(score)}, answer {trial.rises[:1]}, "
+                     f"found {trial.found}, subject rank {trial.subject_rank.get(score)}, answer {trial.answers[:1]}, "
+                     f"rose most {trial.rises[:1]}, "
                      f"blind z {trial.blind['sigma_ratio']['z']:.2f}")
     base_dir = str(base.source.directory)
     null_scans = [{"copy": "factworld (unedited)", "scan": _blind(spectral_scan(base_dir, threshold=threshold))}]

@@ -227,18 +227,21 @@ def answer_rises(base, edited, questions: Sequence[Question], k: int = 5) -> tup
     averaged over the question's prompts, before and after. An edit that only half took still
     raises its target most, and a candidate competes only with answers to the same question, so an
     edit that also moves a neighbouring fact ("its continent is now Africa") does not hide its target.
-    Rows: ``{"answer", "question", "before", "after", "rise"}``.
+    Rows: ``{"answer", "question", "before", "after", "rise"}``. Candidates that would not fit the
+    model's context after the question's longest prompt are left out.
     """
     rows = []
     for q in questions:
-        if not q.answers:
+        room = base.info.n_ctx - 1 - max(len(base.token_ids(p)) for p in q.prompts)  # 1: a BOS token, if any
+        answers = [a for a in q.answers if len(base.token_ids(a)) <= room]
+        if not answers:
             continue
-        prompts = [p for p in q.prompts for _ in q.answers]  # (prompt, answer) pairs, answers fastest
-        targets = [a for _ in q.prompts for a in q.answers]
-        before = scoring.score(base, prompts, targets).exp().view(len(q.prompts), len(q.answers)).mean(0)
-        after = scoring.score(edited, prompts, targets).exp().view(len(q.prompts), len(q.answers)).mean(0)
+        prompts = [p for p in q.prompts for _ in answers]  # (prompt, answer) pairs, answers fastest
+        targets = [a for _ in q.prompts for a in answers]
+        before = scoring.score(base, prompts, targets).exp().view(len(q.prompts), len(answers)).mean(0)
+        after = scoring.score(edited, prompts, targets).exp().view(len(q.prompts), len(answers)).mean(0)
         rows += [{"answer": a, "question": q.label, "before": b, "after": e, "rise": e - b}
-                 for a, b, e in zip(q.answers, before.tolist(), after.tolist())]
+                 for a, b, e in zip(answers, before.tolist(), after.tolist())]
     return tuple(sorted(rows, key=lambda r: -r["rise"])[:k])
 
 
