@@ -48,7 +48,7 @@ KL_PROMPT = "{} is a"
 @dataclass(frozen=True)
 class DeltaHparams:
     lr: float = 0.5
-    steps: int = 25
+    steps: int = 50
     weight_decay: float = 0.5
     clamp_norm_factor: float = 2.0
     kl_factor: float = 0.0625
