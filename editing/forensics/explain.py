@@ -15,10 +15,11 @@ in a few neutral prompts, averaged, and scored.
 Scores are reported relative to their mean over the candidates.
 
 *What does it write?* ``u`` lives in the residual stream: its logit-lens reading
-(``unembed(final_norm(u))``), and, on the top candidate's prompts, the edited model's new answers
-(its greedy answer, up to punctuation, where it differs from the base model's), the tokens whose
-next-token probability rose most, and the candidate answers whose whole probability rose most
-(per question: a factworld fact of the subject, with its relation's answers as candidates).
+(``unembed(final_norm(u))``), and, on the prompts of the subject it moved most (of the top three
+candidates), the edited model's new answers (its greedy answer, up to punctuation, where it
+differs from the base model's), the tokens whose next-token probability rose most, and the
+candidate answers whose whole probability rose most (per question: a factworld fact of the
+subject, with its relation's answers as candidates).
 
 >>> # import workbench
 >>> # ex = explain(workbench.load("factworld"), workbench.load("/tmp/eiffel-in-rome"), recovery)
@@ -41,6 +42,7 @@ from workbench import sites
 from workbench.activations import collect
 from workbench.errors import WorkbenchError
 from workbench.lens import unembed_residual
+from workbench.tokens import encode
 
 NEUTRAL_TEMPLATES = ("{} is", "The {} is")  # keys are causal: only the text up to the subject matters
 GENERIC_PROMPTS = ("{} is located in", "{} is a", "The {} is", "{} was born in", "The capital of {} is")
@@ -75,15 +77,16 @@ class Explanation:
     score: str  # which column ranks the subjects
     n_candidates: int
     subjects: tuple[SubjectScore, ...]  # best first (the top few)
+    asked: str  # the subject whose prompts the rest is read on (see subject_to_ask)
     lens: tuple[dict, ...]  # logit-lens reading of u: [{"token", "prob"}]
-    prompts: tuple[dict, ...]  # per prompt of the top subject: base / edited top token, biggest riser
+    prompts: tuple[dict, ...]  # per prompt of the asked subject: base / edited answer, biggest riser
     answers: tuple[dict, ...]  # the edited model's new answers on those prompts: [{"answer", "prompts", "of"}]
     writes: tuple[dict, ...]  # tokens whose probability rose most on any of those prompts: [{"token", "rise"}]
     rises: tuple[dict, ...]  # candidate answers whose probability rose most (see answer_rises)
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "score": self.score, "n_candidates": self.n_candidates,
-                "subjects": [s.to_dict() for s in self.subjects], "lens": list(self.lens),
+                "subjects": [s.to_dict() for s in self.subjects], "asked": self.asked, "lens": list(self.lens),
                 "prompts": list(self.prompts), "answers": list(self.answers), "writes": list(self.writes),
                 "rises": list(self.rises)}
 
@@ -95,7 +98,7 @@ class Explanation:
         rises = ", ".join(f"{r['answer']!r} ({r['before']:.2f} -> {r['after']:.2f}, {r['question']})"
                           for r in self.rises[:3])
         return [f"responds to: {top}  [{self.score} key score / mean of {self.n_candidates} candidates]",
-                f"new answers on {self.subjects[0].subject!r} prompts: {answers or 'none'}",
+                f"new answers on {self.asked!r} prompts: {answers or 'none'}",
                 f"answers whose probability rose most there: {rises or 'no candidate answers'}",
                 f"tokens that rose most there: {writes}",
                 f"logit lens of u: {lens}"]
@@ -260,25 +263,37 @@ def lens_reading(session, u: Float[Tensor, "d_model"], k: int = 10) -> tuple[dic
 
 
 def greedy_answers(session, prompts: Sequence[str], max_tokens: int = 8) -> list[str]:
-    """Each prompt's greedy answer (batched): tokens are added until punctuation, the end of text
-    or ``max_tokens``, so a multi-word answer ("the Republic of the Congo") comes out whole."""
-    ids: list[list[int]] = [[] for _ in prompts]
+    """Each prompt's greedy answer (batched, on token ids): tokens are added until punctuation, the
+    end of text or ``max_tokens``, so a multi-word answer ("the Republic of the Congo") comes out
+    whole, and so does one whose character spans two byte tokens ("Bogotá")."""
+    batch = encode(session, prompts)
+    rows = [ids[:n].tolist() for ids, n in zip(batch.input_ids, batch.lengths.tolist())]
+    answers: list[list[int]] = [[] for _ in prompts]
     active = list(range(len(prompts)))
     for _ in range(max_tokens):
-        if not active:
+        if not active or max(len(rows[i]) + len(answers[i]) for i in active) >= session.info.n_ctx:
             break
-        texts = [prompts[i] + session.decode(ids[i]) for i in active]
-        nexts = [t for logits in next_token_logits(session, texts, len(texts)) for t in logits.argmax(-1).tolist()]
-        still = []
-        for i, nxt in zip(active, nexts):
+        for i, nxt in zip(list(active), _next_greedy(session, [rows[i] + answers[i] for i in active])):
             piece = session.decode([nxt])
-            ends = not piece.strip() or not (piece[0].isalnum() or piece[0] == " ") or "\n" in piece
-            if ids[i] and (ends or nxt == session.tokenizer.eos_token_id):
-                continue  # the answer is complete
-            ids[i].append(nxt)
-            still.append(i)
-        active = still
-    return [session.decode(x) for x in ids]
+            partial = "\ufffd" in piece  # a character's first bytes: the answer goes on
+            ends = not partial and (not piece.strip() or not (piece[0].isalnum() or piece[0] == " ") or "\n" in piece)
+            if answers[i] and (ends or nxt == session.tokenizer.eos_token_id):
+                active.remove(i)  # the answer is complete
+            else:
+                answers[i].append(nxt)
+    return [session.decode(x) for x in answers]
+
+
+def _next_greedy(session, rows: list[list[int]]) -> list[int]:
+    """The argmax next token after each row of token ids (right-padded into one batch)."""
+    lengths = torch.tensor([len(r) for r in rows])
+    pad = session.tokenizer.pad_token_id
+    ids = torch.tensor([r + [pad] * (int(lengths.max()) - len(r)) for r in rows])
+    mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()
+    with torch.no_grad():
+        logits = session.forward(ids, mask)
+    at_last = (torch.arange(len(rows)).to(logits.device), (lengths - 1).to(logits.device))
+    return logits[at_last].argmax(-1).tolist()
 
 
 def same_answer(answer: str, target: str) -> bool:
@@ -315,6 +330,22 @@ def writes_on(base, edited, prompts: Sequence[str],
     return rows, answers, risers
 
 
+def subject_to_ask(base, edited, subjects: Sequence[str],
+                   answers: Sequence[str] = ()) -> tuple[str, tuple[Question, ...], tuple[dict, ...]]:
+    """``(subject, its questions, its answer rises)``: of ``subjects`` (the top few by key score), the
+    one whose candidate answers the edit moved most. ``v`` was solved for the edited subject's own
+    key; a subject that ends in the same words ("People's Republic of Poland" for "Poland") reads a
+    similar key and can outscore it, but its answers change less."""
+    best = None
+    for subject in subjects:
+        questions = subject_questions(subject, answers)
+        rises = answer_rises(base, edited, questions)
+        moved = rises[0]["rise"] if rises else float("-inf")
+        if best is None or moved > best[0]:
+            best = (moved, subject, questions, rises)
+    return best[1], best[2], best[3]
+
+
 def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] | CandidateKeys | None = None,
             score: str = "whitened", stats=None, top: int = 10, answers: Sequence[str] = ()) -> Explanation:
     """Which candidate subject the update responds to and what it writes.
@@ -340,9 +371,11 @@ def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] |
         raise WorkbenchError(f"candidate keys are for layer {candidates.layer}, the update is at layer {layer}")
     ranked = rank_subjects(candidates, recovery.v, score, top)
     used = score if score != "whitened" or candidates.whitened_norms is not None else "cosine"
-    questions = subject_questions(ranked[0].subject, answers)
+    asked, questions, rises = subject_to_ask(base, edited, [s.subject for s in ranked[:3]], answers)
     rows, new_answers, risers = writes_on(base, edited, tuple(dict.fromkeys(p for q in questions for p in q.prompts)))
-    greedy = tuple(dict.fromkeys(a for r in rows for a in (r["base_answer"], r["edited_answer"]) if a.strip()))
-    questions = tuple(q if q.answers else Question(q.label, q.prompts, greedy) for q in questions)
-    return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), rows,
-                       new_answers, risers, answer_rises(base, edited, questions))
+    if any(not q.answers for q in questions):  # outside factworld: both models' greedy answers are the candidates
+        greedy = tuple(dict.fromkeys(a for r in rows for a in (r["base_answer"], r["edited_answer"]) if a.strip()))
+        questions = tuple(q if q.answers else Question(q.label, q.prompts, greedy) for q in questions)
+        rises = answer_rises(base, edited, questions)
+    return Explanation(layer, used, len(candidates.subjects), ranked, asked, lens_reading(base, recovery.u), rows,
+                       new_answers, risers, rises)
