@@ -180,8 +180,8 @@ def summarise(trials: list[Trial], null_scans: list[dict], score: str, threshold
            "target_named_rate": _rate(t.target_named for t in trials),
            "target_named_definition": "the edited model's most frequent new greedy answer (up to punctuation, where "
                                       "it differs from the base model's) over the asked subject's knowledge-base "
-                                      "prompts begins with all of the new target's words (asked: of the top 3 "
-                                      "subjects by key score, the one whose candidate answers the edit moved most)",
+                                      "prompts begins with all of the new target's words (asked: the top subject by "
+                                      "key score)",
            "target_top_rise_rate": _rate(t.target_top_rise for t in trials),
            "target_top_rise_definition": "on the same prompts, the candidate answer (per fact: every answer of its "
                                          "relation) whose mean whole-answer probability the edit raised most is "

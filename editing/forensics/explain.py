@@ -15,11 +15,11 @@ in a few neutral prompts, averaged, and scored.
 Scores are reported relative to their mean over the candidates.
 
 *What does it write?* ``u`` lives in the residual stream: its logit-lens reading
-(``unembed(final_norm(u))``), and, on the prompts of the subject it moved most (of the top three
-candidates), the edited model's new answers (its greedy answer, up to punctuation, where it
-differs from the base model's), the tokens whose next-token probability rose most, and the
-candidate answers whose whole probability rose most (per question: a factworld fact of the
-subject, with its relation's answers as candidates).
+(``unembed(final_norm(u))``), and, on the top candidate's prompts, the edited model's new
+answers (its greedy answer, up to punctuation, where it differs from the base model's), the
+tokens whose next-token probability rose most, and the candidate answers whose whole
+probability rose most (per question: a factworld fact of the subject, with its relation's
+answers as candidates).
 
 >>> # import workbench
 >>> # ex = explain(workbench.load("factworld"), workbench.load("/tmp/eiffel-in-rome"), recovery)
@@ -77,7 +77,7 @@ class Explanation:
     score: str  # which column ranks the subjects
     n_candidates: int
     subjects: tuple[SubjectScore, ...]  # best first (the top few)
-    asked: str  # the subject whose prompts the rest is read on (see subject_to_ask)
+    asked: str  # the subject whose prompts the rest is read on (the top one)
     lens: tuple[dict, ...]  # logit-lens reading of u: [{"token", "prob"}]
     prompts: tuple[dict, ...]  # per prompt of the asked subject: base / edited answer, biggest riser
     answers: tuple[dict, ...]  # the edited model's new answers on those prompts: [{"answer", "prompts", "of"}]
@@ -330,22 +330,6 @@ def writes_on(base, edited, prompts: Sequence[str],
     return rows, answers, risers
 
 
-def subject_to_ask(base, edited, subjects: Sequence[str],
-                   answers: Sequence[str] = ()) -> tuple[str, tuple[Question, ...], tuple[dict, ...]]:
-    """``(subject, its questions, its answer rises)``: of ``subjects`` (the top few by key score), the
-    one whose candidate answers the edit moved most. ``v`` was solved for the edited subject's own
-    key; a subject that ends in the same words ("People's Republic of Poland" for "Poland") reads a
-    similar key and can outscore it, but its answers change less."""
-    best = None
-    for subject in subjects:
-        questions = subject_questions(subject, answers)
-        rises = answer_rises(base, edited, questions)
-        moved = rises[0]["rise"] if rises else float("-inf")
-        if best is None or moved > best[0]:
-            best = (moved, subject, questions, rises)
-    return best[1], best[2], best[3]
-
-
 def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] | CandidateKeys | None = None,
             score: str = "whitened", stats=None, top: int = 10, answers: Sequence[str] = ()) -> Explanation:
     """Which candidate subject the update responds to and what it writes.
@@ -371,11 +355,10 @@ def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] |
         raise WorkbenchError(f"candidate keys are for layer {candidates.layer}, the update is at layer {layer}")
     ranked = rank_subjects(candidates, recovery.v, score, top)
     used = score if score != "whitened" or candidates.whitened_norms is not None else "cosine"
-    asked, questions, rises = subject_to_ask(base, edited, [s.subject for s in ranked[:3]], answers)
+    asked = ranked[0].subject
+    questions = subject_questions(asked, answers)
     rows, new_answers, risers = writes_on(base, edited, tuple(dict.fromkeys(p for q in questions for p in q.prompts)))
-    if any(not q.answers for q in questions):  # outside factworld: both models' greedy answers are the candidates
-        greedy = tuple(dict.fromkeys(a for r in rows for a in (r["base_answer"], r["edited_answer"]) if a.strip()))
-        questions = tuple(q if q.answers else Question(q.label, q.prompts, greedy) for q in questions)
-        rises = answer_rises(base, edited, questions)
+    greedy = tuple(dict.fromkeys(a for r in rows for a in (r["base_answer"], r["edited_answer"]) if a.strip()))
+    questions = tuple(q if q.answers else Question(q.label, q.prompts, greedy) for q in questions)  # outside factworld
     return Explanation(layer, used, len(candidates.subjects), ranked, asked, lens_reading(base, recovery.u), rows,
-                       new_answers, risers, rises)
+                       new_answers, risers, answer_rises(base, edited, questions))
