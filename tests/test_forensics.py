@@ -125,7 +125,6 @@ def test_explain_names_the_subject_and_target_of_a_planted_edit(factworld, tmp_p
     ex = explain(factworld, workbench.load(str(edited_dir)), rec, ["Colosseum", *decoys])
     assert ex.score == "whitened" and ex.n_candidates == len(decoys) + 1
     assert ex.subjects[0].subject == "Colosseum" and ex.subjects[0].score > 2 * ex.subjects[1].score
-    assert ex.asked == "Colosseum"
     words = [a["answer"].strip() for a in ex.answers[:3]]  # the edited model's new answers on the subject's prompts
     assert "Tokyo" in words and all(a["prompts"] >= 1 for a in ex.answers)
     assert " Tokyo" in [t["token"] for t in ex.writes[:3]]

@@ -48,12 +48,12 @@ class Trial:
     update_error: float | None  # ||u vᵀ - editor's update|| / ||editor's update||
     subject_rank: dict  # score -> rank of the true subject among the candidates
     top_subjects: tuple[str, ...]  # the explanation's top 3
-    answers: tuple[str, ...]  # the edited model's new answers on the asked subject's prompts (top 3)
+    answers: tuple[str, ...]  # the edited model's new answers on the top subject's prompts (top 3)
     rises: tuple[str, ...]  # candidate answers whose probability rose most there (top 3)
     writes: tuple[str, ...]  # tokens whose probability rose most there (top 3)
     lens: tuple[str, ...]  # logit-lens reading of u (top 10)
     target_token: str  # first token of the new target
-    target_named: bool  # the most frequent new greedy answer on the asked subject's prompts is the new target
+    target_named: bool  # the most frequent new greedy answer on the top subject's prompts is the new target
     target_top_rise: bool  # the candidate answer whose probability rose most there is the new target
     target_token_named: bool  # the token that rose most there is the target's first token
     target_in_lens: bool  # the target's token is in the lens top 10
@@ -125,8 +125,7 @@ def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: 
     target = _first_token(base, result.requests[0].target_new)
     empty = dict(subject_rank={k: None for k in SCORES}, top_subjects=(), answers=(), rises=(), writes=(), lens=(),
                  target_named=False, target_top_rise=False, target_token_named=False, target_in_lens=False,
-                 relative_residual=None,
-                 update_error=None, revert_max_abs=None)
+                 relative_residual=None, update_error=None, revert_max_abs=None)
     edited = workbench.load(str(saved))
     efficacy = top_tokens(edited, [result.requests[0].text])[1][0] == target
     fields = dict(empty)
@@ -179,9 +178,8 @@ def summarise(trials: list[Trial], null_scans: list[dict], score: str, threshold
                                      for k in SCORES if any(t.subject_rank.get(k) is not None for t in trials)},
            "target_named_rate": _rate(t.target_named for t in trials),
            "target_named_definition": "the edited model's most frequent new greedy answer (up to punctuation, where "
-                                      "it differs from the base model's) over the asked subject's knowledge-base "
-                                      "prompts begins with all of the new target's words (asked: the top subject by "
-                                      "key score)",
+                                      "it differs from the base model's) over the top-ranked candidate subject's "
+                                      "knowledge-base prompts begins with all of the new target's words",
            "target_top_rise_rate": _rate(t.target_top_rise for t in trials),
            "target_top_rise_definition": "on the same prompts, the candidate answer (per fact: every answer of its "
                                          "relation) whose mean whole-answer probability the edit raised most is "

@@ -77,16 +77,15 @@ class Explanation:
     score: str  # which column ranks the subjects
     n_candidates: int
     subjects: tuple[SubjectScore, ...]  # best first (the top few)
-    asked: str  # the subject whose prompts the rest is read on (the top one)
     lens: tuple[dict, ...]  # logit-lens reading of u: [{"token", "prob"}]
-    prompts: tuple[dict, ...]  # per prompt of the asked subject: base / edited answer, biggest riser
+    prompts: tuple[dict, ...]  # per prompt of the top subject: base / edited answer, biggest riser
     answers: tuple[dict, ...]  # the edited model's new answers on those prompts: [{"answer", "prompts", "of"}]
     writes: tuple[dict, ...]  # tokens whose probability rose most on any of those prompts: [{"token", "rise"}]
     rises: tuple[dict, ...]  # candidate answers whose probability rose most (see answer_rises)
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "score": self.score, "n_candidates": self.n_candidates,
-                "subjects": [s.to_dict() for s in self.subjects], "asked": self.asked, "lens": list(self.lens),
+                "subjects": [s.to_dict() for s in self.subjects], "lens": list(self.lens),
                 "prompts": list(self.prompts), "answers": list(self.answers), "writes": list(self.writes),
                 "rises": list(self.rises)}
 
@@ -98,7 +97,7 @@ class Explanation:
         rises = ", ".join(f"{r['answer']!r} ({r['before']:.2f} -> {r['after']:.2f}, {r['question']})"
                           for r in self.rises[:3])
         return [f"responds to: {top}  [{self.score} key score / mean of {self.n_candidates} candidates]",
-                f"new answers on {self.asked!r} prompts: {answers or 'none'}",
+                f"new answers on {self.subjects[0].subject!r} prompts: {answers or 'none'}",
                 f"answers whose probability rose most there: {rises or 'no candidate answers'}",
                 f"tokens that rose most there: {writes}",
                 f"logit lens of u: {lens}"]
@@ -214,11 +213,8 @@ def subject_questions(subject: str, answers: Sequence[str] = ()) -> tuple[Questi
 
     kb = load_kb()
     extra = tuple(" " + a.strip() for a in answers if a.strip())
-    by_relation: dict[str, set[str]] = {}
-    for fact in kb.facts:
-        by_relation.setdefault(fact.relation, set()).add(fact.target)
     questions = tuple(Question(f.relation, tuple(dict.fromkeys(kb.paraphrases(f))),
-                               tuple(dict.fromkeys((*sorted(by_relation[f.relation]), *extra))))
+                               tuple(dict.fromkeys((*sorted({g.target for g in kb.facts_with(f.relation)}), *extra))))
                       for f in kb.facts_for(subject))
     return questions or (Question("generic", tuple(t.format(subject) for t in GENERIC_PROMPTS), extra),)
 
@@ -355,10 +351,9 @@ def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] |
         raise WorkbenchError(f"candidate keys are for layer {candidates.layer}, the update is at layer {layer}")
     ranked = rank_subjects(candidates, recovery.v, score, top)
     used = score if score != "whitened" or candidates.whitened_norms is not None else "cosine"
-    asked = ranked[0].subject
-    questions = subject_questions(asked, answers)
+    questions = subject_questions(ranked[0].subject, answers)
     rows, new_answers, risers = writes_on(base, edited, tuple(dict.fromkeys(p for q in questions for p in q.prompts)))
     greedy = tuple(dict.fromkeys(a for r in rows for a in (r["base_answer"], r["edited_answer"]) if a.strip()))
     questions = tuple(q if q.answers else Question(q.label, q.prompts, greedy) for q in questions)  # outside factworld
-    return Explanation(layer, used, len(candidates.subjects), ranked, asked, lens_reading(base, recovery.u), rows,
-                       new_answers, risers, answer_rises(base, edited, questions))
+    return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), rows, new_answers,
+                       risers, answer_rises(base, edited, questions))
