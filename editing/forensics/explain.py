@@ -228,6 +228,9 @@ def answer_rises(base, edited, questions: Sequence[Question], k: int = 5) -> tup
     edit that also moves a neighbouring fact ("its continent is now Africa") does not hide its target.
     Rows: ``{"answer", "question", "before", "after", "rise"}``. Candidates that would not fit the
     model's context after the question's longest prompt are left out.
+
+    >>> # rows = answer_rises(load("factworld"), load("/tmp/eiffel-in-rome"), subject_questions("Eiffel Tower"))
+    >>> # rows[0]["answer"], rows[0]["question"]                  -> (" Rome", "landmark_city")
     """
     rows = []
     for q in questions:
