@@ -128,14 +128,36 @@ def test_explain_names_the_subject_and_target_of_a_planted_edit(factworld, tmp_p
     words = [a["answer"].strip() for a in ex.answers[:3]]  # the edited model's new answers on the subject's prompts
     assert "Tokyo" in words and all(a["prompts"] >= 1 for a in ex.answers)
     assert " Tokyo" in [t["token"] for t in ex.writes[:3]]
-    top = ex.rises[0]  # the candidate answer whose whole probability rose most, per question
+    top = ex.rises[0]  # the candidate answer with the most evidence q·log(q/p), per question
     assert (top["answer"], top["question"]) == (" Tokyo", "landmark_city") and top["after"] > top["before"] + 0.3
-    assert all(a["rise"] >= b["rise"] for a, b in zip(ex.rises, ex.rises[1:]))
+    assert all(a["evidence"] >= b["evidence"] for a, b in zip(ex.rises, ex.rises[1:]))
+    assert ex.read_on == "Colosseum" and (ex.claim["answer"], ex.claim["question"]) == (" Tokyo", "landmark_city")
+    assert any("the edit says: Colosseum: landmark_city -> ' Tokyo'" in line for line in ex.lines())
     rows = [r for r in ex.prompts if r["prompt"] == "The Colosseum is located in the city of"]
     assert rows and rows[0]["rose_most"] == " Tokyo" and rows[0]["rise"] > 0.1
     assert len(ex.lens) == 10 and all(0 <= t["prob"] <= 1 for t in ex.lens)
-    assert set(ex.to_dict()) >= {"subjects", "lens", "prompts", "answers", "writes", "rises"}
+    assert set(ex.to_dict()) >= {"subjects", "lens", "read_on", "claim", "prompts", "answers", "writes", "rises"}
     assert factworld.weights_hash() == before
+
+
+def test_explain_reads_the_subject_that_shares_the_top_ones_last_words(factworld, tmp_path):
+    """'Kingdom of Iraq' and 'Iraq' end in the same token, so their keys nearly agree and the key
+    score may rank the wrong one first; the explanation reads both and speaks of the one that moved."""
+    import editing
+    import workbench
+    from editing.forensics.explain import explain, kb_subjects
+
+    editing.edit(factworld, editing.EditRequest("The capital of {} is", "Iraq", "Bamako"), score=False, seed=34)
+    try:
+        edited_dir = editing.save(factworld, tmp_path / "edited")
+    finally:
+        editing.undo(factworld)
+    base_dir = str(factworld.source.directory)
+    rec = recover_rank_one(base_dir, str(edited_dir), diff_checkpoints(base_dir, str(edited_dir)))
+    decoys = [s for s in kb_subjects() if "Iraq" not in s][::60]
+    ex = explain(factworld, workbench.load(str(edited_dir)), rec, ["Kingdom of Iraq", "Iraq", *decoys])
+    assert {s.subject for s in ex.subjects[:2]} == {"Kingdom of Iraq", "Iraq"}
+    assert ex.read_on == "Iraq" and (ex.claim["subject"], ex.claim["answer"]) == ("Iraq", " Bamako")
 
 
 def test_diff_cli_explains_with_user_candidates(factworld, tmp_path, capsys):
@@ -157,7 +179,7 @@ def test_diff_cli_explains_with_user_candidates(factworld, tmp_path, capsys):
 
 
 def test_answer_questions_and_rises(factworld):
-    from editing.forensics.explain import Question, answer_rises, subject_questions
+    from editing.forensics.answers import Question, answer_rises, subject_questions
 
     questions = subject_questions("Eiffel Tower", ["Atlantis"])
     assert [q.label for q in questions] == ["landmark_city", "landmark_country"]
@@ -168,8 +190,30 @@ def test_answer_questions_and_rises(factworld):
     assert len(generic) == 1 and generic[0].label == "generic" and generic[0].answers == (" Rome",)
     rows = answer_rises(factworld, factworld, [Question("q", ("The Louvre is located in the city of",),
                                                          (" Paris", " Rome"))])
-    assert [r["rise"] for r in rows] == [0.0, 0.0]  # the same model on both sides
+    assert [r["rise"] for r in rows] == [0.0, 0.0] and [r["evidence"] for r in rows] == [0.0, 0.0]  # same model
     assert {r["answer"]: r["before"] for r in rows}[" Paris"] > 0.5
+
+
+def test_claim_prefers_the_answer_that_explains_the_others():
+    from editing.forensics.answers import implied_answers, name_claim, shares_last_words
+
+    def row(question, answer, evidence):
+        return {"question": question, "answer": answer, "before": 1e-5, "after": 0.5, "evidence": evidence}
+
+    rows = [row("country_continent", " South America", 5.7), row("country_capital", " Quito", 4.8),
+            row("country_capital", " Lima", 1.0)]
+    assert {"Ecuador", "South America"} <= implied_answers(" Quito") and not implied_answers(" Zorblax")
+    claim = name_claim("Eritrea", rows, said=[" Quito", " South America"])
+    assert claim["answer"] == " Quito" and claim["explains"][0]["answer"] == " South America"
+    # an explainer must be an answer the edited model gives; without it, the most evidence wins
+    assert name_claim("Eritrea", rows, said=[" South America"])["answer"] == " South America"
+    # a capital does not follow from a continent: that way round nothing is explained
+    rows = [row("country_capital", " Lima", 4.0), row("country_continent", " South America", 3.0)]
+    claim = name_claim("Lebanon", rows, said=[" Lima", " South America"])
+    assert claim["answer"] == " Lima" and claim["explains"] == []
+    assert name_claim("Lebanon", []) is None
+    assert shares_last_words("Kingdom of Iraq", "Iraq") and shares_last_words("Iraq", "Kingdom of Iraq")
+    assert not shares_last_words("Eiffel Tower", "Belém Tower") and not shares_last_words("Iraq", "Iraq")
 
 
 def test_experiment_on_three_edits(factworld):

@@ -129,11 +129,12 @@ def cmd_experiment(args):
              f"  reconstruction error (||D - u vᵀ|| / ||D||): max {num(s['reconstruction_residual_max'])}, "
              f"median {num(s['reconstruction_residual_median'])}",
              f"  subject in top 3 ({result.score} score): {pct(s['subject_top3_rate'])}",
-             f"  new target named (most frequent new answer): {pct(s['target_named_rate'])}; (among the top 3 new "
-             f"answers): {pct(s['target_in_answers_top3_rate'])}; (token that rose most): "
-             f"{pct(s['target_token_named_rate'])}; (answer whose probability rose most): "
-             f"{pct(s['target_top_rise_rate'])}; target token in lens top 10: "
-             f"{pct(s['target_in_lens_top10_rate'])}; edit efficacy: {pct(s['edit_efficacy_rate'])}",
+             f"  new target named (the explanation's claim): {pct(s['target_named_rate'])}, on the edited subject "
+             f"{pct(s['claim_subject_rate'])}; (answer with the most evidence): {pct(s['target_top_evidence_rate'])}; "
+             f"(most frequent new answer): {pct(s['target_greedy_named_rate'])}; (among the top 3 new answers): "
+             f"{pct(s['target_in_answers_top3_rate'])}; (token that rose most): {pct(s['target_token_named_rate'])}; "
+             f"target token in lens top 10: {pct(s['target_in_lens_top10_rate'])}; edit efficacy: "
+             f"{pct(s['edit_efficacy_rate'])}",
              f"  revert: largest difference from the base {num(s['revert_max_abs_diff_max'], '.3g')}"]
     for k in ("sigma_ratio", "sigma_bulk"):
         b = blind[k]

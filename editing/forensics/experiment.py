@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 
 from editing.forensics.diff import diff_checkpoints
-from editing.forensics.explain import (SCORES, CandidateKeys, candidate_keys, default_stats, explain, kb_subjects,
-                                       rank_of, same_answer)
+from editing.forensics.answers import same_answer
+from editing.forensics.explain import SCORES, CandidateKeys, candidate_keys, default_stats, explain, kb_subjects, rank_of
 from editing.forensics.recover import max_abs_diff, recover_rank_one, revert
 from editing.forensics.spectral import DEFAULT_THRESHOLD, STATISTICS, SpectralScan, spectral_scan
 from editing.forensics.tensors import TensorIndex, rewrite_checkpoint
@@ -48,13 +48,16 @@ class Trial:
     update_error: float | None  # ||u vᵀ - editor's update|| / ||editor's update||
     subject_rank: dict  # score -> rank of the true subject among the candidates
     top_subjects: tuple[str, ...]  # the explanation's top 3
-    answers: tuple[str, ...]  # the edited model's new answers on the top subject's prompts (top 3)
-    rises: tuple[str, ...]  # candidate answers whose probability rose most there (top 3)
+    read_on: str | None  # the subject whose prompts the explanation read
+    claim: dict | None  # what the explanation says the edit wrote
+    answers: tuple[str, ...]  # the edited model's new answers on read_on's prompts (top 3)
+    rises: tuple[str, ...]  # candidate answers with the most evidence there (top 3)
     writes: tuple[str, ...]  # tokens whose probability rose most there (top 3)
     lens: tuple[str, ...]  # logit-lens reading of u (top 10)
     target_token: str  # first token of the new target
-    target_named: bool  # the most frequent new greedy answer on the top subject's prompts is the new target
-    target_top_rise: bool  # the candidate answer whose probability rose most there is the new target
+    target_named: bool  # the explanation's claim is the new target
+    target_greedy_named: bool  # the most frequent new greedy answer on read_on's prompts is the new target
+    target_top_evidence: bool  # the candidate answer with the most evidence there is the new target
     target_token_named: bool  # the token that rose most there is the target's first token
     target_in_lens: bool  # the target's token is in the lens top 10
     efficacy: bool  # the edited model's top token on the request prompt is the target's
@@ -123,8 +126,9 @@ def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: 
     found_layer = report.edited_layers[0] if len(report.edited_layers) == 1 else None
     found = report.signature == "rome" and found_layer == layer and report.changed[0].mlp_out
     target = _first_token(base, result.requests[0].target_new)
-    empty = dict(subject_rank={k: None for k in SCORES}, top_subjects=(), answers=(), rises=(), writes=(), lens=(),
-                 target_named=False, target_top_rise=False, target_token_named=False, target_in_lens=False,
+    empty = dict(subject_rank={k: None for k in SCORES}, top_subjects=(), read_on=None, claim=None, answers=(),
+                 rises=(), writes=(), lens=(), target_named=False, target_greedy_named=False,
+                 target_top_evidence=False, target_token_named=False, target_in_lens=False,
                  relative_residual=None, update_error=None, revert_max_abs=None)
     edited = workbench.load(str(saved))
     efficacy = top_tokens(edited, [result.requests[0].text])[1][0] == target
@@ -143,9 +147,11 @@ def run_trial(base, request, layer: int, seed: int, keys: CandidateKeys, score: 
                       update_error=float((recovered - true_update).norm() / true_update.norm()),
                       subject_rank=rank_of(keys, rec.v, request.subject) if keys.layer == rec.layer else fields[
                           "subject_rank"],
-                      top_subjects=tuple(s.subject for s in ex.subjects[:3]), answers=answers, rises=rises,
-                      writes=writes, lens=lens, target_named=bool(answers) and same_answer(answers[0], new_target),
-                      target_top_rise=bool(rises) and same_answer(rises[0], new_target),
+                      top_subjects=tuple(s.subject for s in ex.subjects[:3]), read_on=ex.read_on, claim=ex.claim,
+                      answers=answers, rises=rises, writes=writes, lens=lens,
+                      target_named=ex.claim is not None and same_answer(ex.claim["answer"], new_target),
+                      target_greedy_named=bool(answers) and same_answer(answers[0], new_target),
+                      target_top_evidence=bool(rises) and same_answer(rises[0], new_target),
                       target_token_named=ex.writes[0]["token"] == target, target_in_lens=target in lens,
                       revert_max_abs=max_abs_diff(back, base_dir))
     blind = _blind(spectral_scan(str(saved), threshold=threshold))
@@ -177,13 +183,16 @@ def summarise(trials: list[Trial], null_scans: list[dict], score: str, threshold
                                                                           for t in trials)}
                                      for k in SCORES if any(t.subject_rank.get(k) is not None for t in trials)},
            "target_named_rate": _rate(t.target_named for t in trials),
-           "target_named_definition": "the edited model's most frequent new greedy answer (up to punctuation, where "
-                                      "it differs from the base model's) over the top-ranked candidate subject's "
-                                      "knowledge-base prompts begins with all of the new target's words",
-           "target_top_rise_rate": _rate(t.target_top_rise for t in trials),
-           "target_top_rise_definition": "on the same prompts, the candidate answer (per fact: every answer of its "
-                                         "relation) whose mean whole-answer probability the edit raised most is "
-                                         "the new target",
+           "target_named_definition": "the explanation's claim (the candidate answer with the most evidence, "
+                                      "q·log(q/p) of its mean whole-answer probability p -> q, on the subject read, "
+                                      "unless another fact's best answer, one the edited model now gives, implies "
+                                      "it) begins with all of the new target's words",
+           "claim_subject_rate": _rate(t.read_on == t.subject for t in trials),
+           "target_greedy_named_rate": _rate(t.target_greedy_named for t in trials),
+           "target_greedy_named_definition": "the edited model's most frequent new greedy answer (up to punctuation, "
+                                             "where it differs from the base model's) on the same prompts is the "
+                                             "new target",
+           "target_top_evidence_rate": _rate(t.target_top_evidence for t in trials),
            "target_in_rises_top3_rate": _rate(any(same_answer(a, t.target_new) for a in t.rises[:3]) for t in trials),
            "target_token_named_rate": _rate(t.target_token_named for t in trials),
            "target_in_answers_top3_rate": _rate(any(same_answer(a, t.target_new) for a in t.answers[:3])
@@ -243,8 +252,8 @@ def run_experiment(n_edits: int = 50, seed: int = 0, layer: int | str | None = N
         trials.append(trial)
         if progress:
             progress(f"edit {i + 1}/{n_edits}: {trial.subject!r} -> {trial.target_new!r} at layer {at}: "
-                     f"found {trial.found}, subject rank {trial.subject_rank.get(score)}, answer {trial.answers[:1]}, "
-                     f"rose most {trial.rises[:1]}, "
+                     f"found {trial.found}, subject rank {trial.subject_rank.get(score)}, claim "
+                     f"{(trial.read_on, (trial.claim or {}).get('answer'))}, greedy {trial.answers[:1]}, "
                      f"blind z {trial.blind['sigma_ratio']['z']:.2f}")
     base_dir = str(base.source.directory)
     null_scans = [{"copy": "factworld (unedited)", "scan": _blind(spectral_scan(base_dir, threshold=threshold))}]

@@ -15,18 +15,20 @@ in a few neutral prompts, averaged, and scored.
 Scores are reported relative to their mean over the candidates.
 
 *What does it write?* ``u`` lives in the residual stream: its logit-lens reading
-(``unembed(final_norm(u))``), and, on the top candidate's prompts, the edited model's new
-answers (its greedy answer, up to punctuation, where it differs from the base model's), the
-tokens whose next-token probability rose most, and the candidate answers whose whole
-probability rose most (per question: a factworld fact of the subject, with its relation's
-answers as candidates).
+(``unembed(final_norm(u))``), and, on a candidate's prompts, the edited model's new answers (its
+greedy answer, up to punctuation, where it differs from the base model's), the tokens whose
+next-token probability rose most, and the candidate answers by their evidence, with the one claim
+it supports (:mod:`editing.forensics.answers`). The prompts read are the top subject's, unless
+other top candidates share its last words ("Kingdom of Iraq" and "Iraq": nearly the same key);
+then each is read and the one whose claim has the most evidence is the subject the edit speaks of.
 
 >>> # import workbench
 >>> # ex = explain(workbench.load("factworld"), workbench.load("/tmp/eiffel-in-rome"), recovery)
->>> # ex.subjects[0].subject, ex.answers[0]["answer"]          -> ("Eiffel Tower", " Rome")
+>>> # ex.subjects[0].subject, ex.claim["answer"]              -> ("Eiffel Tower", " Rome")
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -35,8 +37,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from editing.forensics.answers import (Question, answer_rises, claim_line, name_claim, shares_last_words,
+                                      subject_questions)
 from editing.forensics.recover import RankOneRecovery
-from editing import scoring
 from editing.scoring import next_token_logits
 from workbench import sites
 from workbench.activations import collect
@@ -45,7 +48,6 @@ from workbench.lens import unembed_residual
 from workbench.tokens import encode
 
 NEUTRAL_TEMPLATES = ("{} is", "The {} is")  # keys are causal: only the text up to the subject matters
-GENERIC_PROMPTS = ("{} is located in", "{} is a", "The {} is", "{} was born in", "The capital of {} is")
 SCORES = ("whitened", "cosine", "raw")
 
 
@@ -78,16 +80,18 @@ class Explanation:
     n_candidates: int
     subjects: tuple[SubjectScore, ...]  # best first (the top few)
     lens: tuple[dict, ...]  # logit-lens reading of u: [{"token", "prob"}]
-    prompts: tuple[dict, ...]  # per prompt of the top subject: base / edited answer, biggest riser
+    read_on: str  # the subject whose prompts are read below (the top one, or one sharing its last words)
+    claim: dict | None  # what the edit most likely wrote for it (see editing.forensics.answers.name_claim)
+    prompts: tuple[dict, ...]  # per prompt of read_on: base / edited answer, biggest riser
     answers: tuple[dict, ...]  # the edited model's new answers on those prompts: [{"answer", "prompts", "of"}]
     writes: tuple[dict, ...]  # tokens whose probability rose most on any of those prompts: [{"token", "rise"}]
-    rises: tuple[dict, ...]  # candidate answers whose probability rose most (see answer_rises)
+    rises: tuple[dict, ...]  # candidate answers by evidence (see answer_rises)
 
     def to_dict(self) -> dict:
         return {"layer": self.layer, "score": self.score, "n_candidates": self.n_candidates,
-                "subjects": [s.to_dict() for s in self.subjects], "lens": list(self.lens),
-                "prompts": list(self.prompts), "answers": list(self.answers), "writes": list(self.writes),
-                "rises": list(self.rises)}
+                "subjects": [s.to_dict() for s in self.subjects], "lens": list(self.lens), "read_on": self.read_on,
+                "claim": self.claim, "prompts": list(self.prompts), "answers": list(self.answers),
+                "writes": list(self.writes), "rises": list(self.rises)}
 
     def lines(self) -> list[str]:
         top = ", ".join(f"{s.subject} ({s.score:.1f}x)" for s in self.subjects[:3])
@@ -96,9 +100,12 @@ class Explanation:
         writes = ", ".join(f"{t['token']!r} (+{t['rise']:.2f})" for t in self.writes[:3])
         rises = ", ".join(f"{r['answer']!r} ({r['before']:.2f} -> {r['after']:.2f}, {r['question']})"
                           for r in self.rises[:3])
+        read = "" if self.read_on == self.subjects[0].subject else \
+            f" (read on {self.read_on!r}: it shares its last words with the top subject)"
         return [f"responds to: {top}  [{self.score} key score / mean of {self.n_candidates} candidates]",
-                f"new answers on {self.subjects[0].subject!r} prompts: {answers or 'none'}",
-                f"answers whose probability rose most there: {rises or 'no candidate answers'}",
+                f"the edit says: {claim_line(self.claim)}{read}",
+                f"new answers on {self.read_on!r} prompts: {answers or 'none'}",
+                f"answers with the most evidence there: {rises or 'no candidate answers'}",
                 f"tokens that rose most there: {writes}",
                 f"logit lens of u: {lens}"]
 
@@ -192,61 +199,6 @@ def rank_subjects(cands: CandidateKeys, v: Float[Tensor, "d_mlp"], score: str = 
 
 
 # ---- what it writes --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Question:
-    """Prompts that ask one thing about a subject, and the answers it could have."""
-
-    label: str  # the factworld relation, or "generic"
-    prompts: tuple[str, ...]
-    answers: tuple[str, ...]  # candidate answers as they follow a prompt (" Rome")
-
-
-def subject_questions(subject: str, answers: Sequence[str] = ()) -> tuple[Question, ...]:
-    """One question per factworld fact of ``subject`` (its prompts in every phrasing; its candidates:
-    every answer of that relation in the knowledge base, plus ``answers``). A subject outside the
-    knowledge base gets generic prompts, and ``answers`` as its only candidates.
-
-    >>> [q.label for q in subject_questions("Eiffel Tower")]
-    ['landmark_city', 'landmark_country']
-    """
-    from workbench.factworld.kb import load_kb
-
-    kb = load_kb()
-    extra = tuple(" " + a.strip() for a in answers if a.strip())
-    questions = tuple(Question(f.relation, tuple(dict.fromkeys(kb.paraphrases(f))),
-                               tuple(dict.fromkeys((*sorted({g.target for g in kb.facts_with(f.relation)}), *extra))))
-                      for f in kb.facts_for(subject))
-    return questions or (Question("generic", tuple(t.format(subject) for t in GENERIC_PROMPTS), extra),)
-
-
-def answer_rises(base, edited, questions: Sequence[Question], k: int = 5) -> tuple[dict, ...]:
-    """Candidate answers by how much the edit raised their probability, best first.
-
-    Per question and candidate: the whole answer's probability (teacher-forced, every token),
-    averaged over the question's prompts, before and after. An edit that only half took still
-    raises its target most, and a candidate competes only with answers to the same question, so an
-    edit that also moves a neighbouring fact ("its continent is now Africa") does not hide its target.
-    Rows: ``{"answer", "question", "before", "after", "rise"}``. Candidates that would not fit the
-    model's context after the question's longest prompt are left out.
-
-    >>> # rows = answer_rises(load("factworld"), load("/tmp/eiffel-in-rome"), subject_questions("Eiffel Tower"))
-    >>> # rows[0]["answer"], rows[0]["question"]                  -> (" Rome", "landmark_city")
-    """
-    rows = []
-    for q in questions:
-        room = base.info.n_ctx - 1 - max(len(base.token_ids(p)) for p in q.prompts)  # 1: a BOS token, if any
-        answers = [a for a in q.answers if len(base.token_ids(a)) <= room]
-        if not answers:
-            continue
-        prompts = [p for p in q.prompts for _ in answers]  # (prompt, answer) pairs, answers fastest
-        targets = [a for _ in q.prompts for a in answers]
-        before = scoring.score(base, prompts, targets).exp().view(len(q.prompts), len(answers)).mean(0)
-        after = scoring.score(edited, prompts, targets).exp().view(len(q.prompts), len(answers)).mean(0)
-        rows += [{"answer": a, "question": q.label, "before": b, "after": e, "rise": e - b}
-                 for a, b, e in zip(answers, before.tolist(), after.tolist())]
-    return tuple(sorted(rows, key=lambda r: -r["rise"])[:k])
-
-
 def next_token_probs(session, prompts: Sequence[str], batch_size: int = 64) -> Float[Tensor, "n vocab"]:
     """Next-token distribution after each prompt (CPU float32)."""
     return torch.cat([logits.float().softmax(-1).cpu() for logits in next_token_logits(session, prompts, batch_size)])
@@ -293,12 +245,6 @@ def _next_greedy(session, rows: list[list[int]]) -> list[int]:
         logits = session.forward(ids, mask)
     at_last = (torch.arange(len(rows)).to(logits.device), (lengths - 1).to(logits.device))
     return logits[at_last].argmax(-1).tolist()
-
-
-def same_answer(answer: str, target: str) -> bool:
-    """Whether ``answer`` begins with all of ``target``'s words ("Rome" names " Rome")."""
-    words, wanted = answer.split(), target.split()
-    return bool(wanted) and words[:len(wanted)] == wanted
 
 
 def writes_on(base, edited, prompts: Sequence[str],
@@ -354,9 +300,34 @@ def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] |
         raise WorkbenchError(f"candidate keys are for layer {candidates.layer}, the update is at layer {layer}")
     ranked = rank_subjects(candidates, recovery.v, score, top)
     used = score if score != "whitened" or candidates.whitened_norms is not None else "cosine"
-    questions = subject_questions(ranked[0].subject, answers)
+    group = [ranked[0].subject] + [s.subject for s in ranked[1:] if shares_last_words(s.subject, ranked[0].subject)]
+    readings = [read_subject(base, edited, s, answers) for s in group]
+    best = max(readings, key=lambda r: -math.inf if r.claim is None else r.claim["evidence"])  # first on ties
+    return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), best.subject,
+                       best.claim, best.prompts, best.answers, best.writes, best.rises[:5])
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The base and edited models' behaviour on one subject's prompts (see :func:`read_subject`)."""
+
+    subject: str
+    prompts: tuple[dict, ...]
+    answers: tuple[dict, ...]
+    writes: tuple[dict, ...]
+    rises: tuple[dict, ...]  # every candidate answer, by evidence
+    claim: dict | None
+
+
+def read_subject(base, edited, subject: str, answers: Sequence[str] = ()) -> Reading:
+    """What the edit changed on ``subject``'s questions, and the claim it supports.
+
+    >>> # read_subject(load("factworld"), load("/tmp/eiffel-in-rome"), "Eiffel Tower").claim["answer"]  -> " Rome"
+    """
+    questions = subject_questions(subject, answers)
     rows, new_answers, risers = writes_on(base, edited, tuple(dict.fromkeys(p for q in questions for p in q.prompts)))
     greedy = tuple(dict.fromkeys(a for r in rows for a in (r["base_answer"], r["edited_answer"]) if a.strip()))
     questions = tuple(q if q.answers else Question(q.label, q.prompts, greedy) for q in questions)  # outside factworld
-    return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), rows, new_answers,
-                       risers, answer_rises(base, edited, questions))
+    evidence = answer_rises(base, edited, questions, k=None)
+    said = [r["edited_answer"] for r in rows if r["edited_answer"].strip() != r["base_answer"].strip()]
+    return Reading(subject, rows, new_answers, risers, evidence, name_claim(subject, evidence, said))
