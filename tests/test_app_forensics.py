@@ -41,7 +41,8 @@ def test_hunt_create_compare_trace_diff_reveal(app):
 
     demo, url = app
     c = Client(url, verbose=False)
-    assert {"hunt_create", "hunt_compare", "hunt_trace", "hunt_diff", "hunt_reveal"} <= set(demo.workbench_api_names)
+    assert {"hunt_create", "hunt_compare", "hunt_trace", "hunt_diff", "hunt_explain", "hunt_reveal"} <= set(
+        demo.workbench_api_names)
     message, folder = c.predict("class-1", 3, "4", api_name="/hunt_create")
     assert Path(folder) == demo.workbench_output_dir / "tamper-hunts" / "class-1" and "copy_3" in message
     key = reveal(folder)  # the test peeks at the answer; a learner would not
@@ -54,6 +55,9 @@ def test_hunt_create_compare_trace_diff_reveal(app):
     assert "rome" in words and len(rows["data"]) == 1 and rows["data"][0][1] == str(key["layer"])
     clean = next(copy for copy in answers if copy != key["edited_copy"])
     assert "identical" in c.predict(folder, clean, api_name="/hunt_diff")[0]
+    said = c.predict(folder, key["edited_copy"], api_name="/hunt_explain")
+    assert f"layer {key['layer']}" in said and "the edit says:" in said and key["subject"] in said
+    assert "no single rank-one edit" in c.predict(folder, clean, api_name="/hunt_explain")
     words, plot = c.predict(folder, key["edited_copy"], key["prompt"], key["subject"], api_name="/hunt_trace")
     assert "Restoring" in words and plot["type"] == "matplotlib"
     revealed = c.predict(folder, key["edited_copy"], api_name="/hunt_reveal")
@@ -70,5 +74,6 @@ def test_hunt_bad_input_is_one_line(app, tmp_path):
     assert "between 2 and" in _one_line_error(c, "too-few", 1, "", api_name="/hunt_create")
     assert "not a tamper hunt" in _one_line_error(c, str(tmp_path), "The city of", api_name="/hunt_compare")
     assert "is not a directory" in _one_line_error(c, str(tmp_path / "none"), "copy_1", api_name="/hunt_diff")
+    assert "is not a directory" in _one_line_error(c, str(tmp_path / "none"), "copy_1", api_name="/hunt_explain")
     assert "not a tamper hunt" in _one_line_error(c, str(tmp_path), "", api_name="/hunt_reveal")
     assert "not a tamper hunt" in _one_line_error(c, str(tmp_path), "copy_1", "The {} is", "x", api_name="/hunt_trace")

@@ -90,7 +90,7 @@ class Explanation:
     def to_dict(self) -> dict:
         return {"layer": self.layer, "score": self.score, "n_candidates": self.n_candidates,
                 "subjects": [s.to_dict() for s in self.subjects], "lens": list(self.lens), "read_on": self.read_on,
-                "claim": self.claim, "prompts": list(self.prompts), "answers": list(self.answers),
+                "says": claim_line(self.claim), "claim": self.claim, "prompts": list(self.prompts), "answers": list(self.answers),
                 "writes": list(self.writes), "rises": list(self.rises)}
 
     def lines(self) -> list[str]:

@@ -19,7 +19,8 @@ from workbench.errors import WorkbenchError
 EXPLAIN = ("### Tamper hunt\nEvery copy below looks like `factworld`, and all but one are. One was edited with "
            "ROME: a single fact rewritten by a rank-one change of one weight matrix. Find it the way a forensic "
            "analyst would: **1.** ask every copy the same question, **2.** trace where a suspect recalls the fact, "
-           "**3.** diff its weights against factworld, **4.** reveal the sealed answer.")
+           "**3.** diff its weights against factworld and let the model explain the change (which subject the update "
+           "responds to, what it now says), **4.** reveal the sealed answer.")
 DIFF_HEADER = ["tensor", "layer", "relative change", "rank"]
 COMPARE_HEADER = ["copy", "top token", "probability", "runner-up", "probability "]
 
@@ -60,7 +61,9 @@ def build(ctx: AppContext) -> None:
     heatmaps = gr.Plot(label="causal trace of the copy")
 
     gr.Markdown("#### 3. Weight diff of the copy against factworld")
-    diff_btn = gr.Button("Diff this copy against factworld")
+    with gr.Row():
+        diff_btn = gr.Button("Diff this copy against factworld")
+        explain_btn = gr.Button("Which fact? Explain the change with the model")
     diff_words = gr.Markdown()
     diff_rows = gr.Dataframe(headers=DIFF_HEADER, label="changed tensors")
 
@@ -99,6 +102,20 @@ def build(ctx: AppContext) -> None:
         return words, rows, workspace.record(f"Tamper hunt, weight diff of {path.name}", words,
                                              table=[DIFF_HEADER] + rows)
 
+    def explain_copy(workspace, hunt, copy_name):
+        hunt, copy_name = text(hunt, "hunt folder"), text(copy_name, "copy")
+        path = backends.api("editing.tamper", "copy_path")(hunt, copy_name)
+        report = backends.api("editing.forensics", "diff_checkpoints")("factworld", str(path))
+        if report.signature != "rome":
+            words = f"**{path.name}**: signature **{report.signature}**, no single rank-one edit to explain."
+        else:
+            recovery = backends.api("editing.forensics", "recover_rank_one")("factworld", str(path), report)
+            edited = backends.api("editing.tamper", "load_copy")(hunt, copy_name)
+            with ctx.pool.use(ctx.pool.workspace().with_model("factworld"), with_edits=False) as base:
+                ex = backends.api("editing.forensics.explain", "explain")(base, edited, recovery)
+            words = f"**{path.name}**, layer {ex.layer}:\n\n" + "\n".join(f"- {line}" for line in ex.lines()[:4])
+        return words, workspace.record(f"Tamper hunt, explanation of {path.name}", words)
+
     def reveal(workspace, hunt, guess_text):
         key = backends.api("editing.tamper", "reveal")(text(hunt, "hunt folder"))
         seal = ("The seal matches: this answer was fixed when the hunt was made." if key["sealed_ok"] else
@@ -120,5 +137,7 @@ def build(ctx: AppContext) -> None:
            [trace_words, heatmaps, ctx.workspace], "hunt_trace")
     ctx.on(diff_btn.click, diff_copy, [ctx.workspace, folder, suspect], [diff_words, diff_rows, ctx.workspace],
            "hunt_diff")
+    ctx.on(explain_btn.click, explain_copy, [ctx.workspace, folder, suspect], [diff_words, ctx.workspace],
+           "hunt_explain")
     ctx.on(reveal_btn.click, reveal, [ctx.workspace, folder, guess], [revealed, ctx.workspace], "hunt_reveal",
            touches_model=False)
