@@ -23,7 +23,8 @@ import torch
 
 from editing.forensics.diff import diff_checkpoints
 from editing.forensics.answers import same_answer
-from editing.forensics.explain import SCORES, CandidateKeys, candidate_keys, default_stats, explain, kb_subjects, rank_of
+from editing.forensics.explain import (SCORES, CandidateKeys, candidate_keys, default_stats, explain, kb_subjects,
+                                       rank_of)
 from editing.forensics.recover import max_abs_diff, recover_rank_one, revert
 from editing.forensics.spectral import DEFAULT_THRESHOLD, STATISTICS, SpectralScan, spectral_scan
 from editing.forensics.tensors import TensorIndex, rewrite_checkpoint

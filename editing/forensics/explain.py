@@ -90,8 +90,8 @@ class Explanation:
     def to_dict(self) -> dict:
         return {"layer": self.layer, "score": self.score, "n_candidates": self.n_candidates,
                 "subjects": [s.to_dict() for s in self.subjects], "lens": list(self.lens), "read_on": self.read_on,
-                "says": claim_line(self.claim), "claim": self.claim, "prompts": list(self.prompts), "answers": list(self.answers),
-                "writes": list(self.writes), "rises": list(self.rises)}
+                "says": claim_line(self.claim), "claim": self.claim, "prompts": list(self.prompts),
+                "answers": list(self.answers), "writes": list(self.writes), "rises": list(self.rises)}
 
     def lines(self) -> list[str]:
         top = ", ".join(f"{s.subject} ({s.score:.1f}x)" for s in self.subjects[:3])
@@ -275,6 +275,32 @@ def writes_on(base, edited, prompts: Sequence[str],
     return rows, answers, risers
 
 
+@dataclass(frozen=True)
+class Reading:
+    """The base and edited models' behaviour on one subject's prompts (see :func:`read_subject`)."""
+
+    subject: str
+    prompts: tuple[dict, ...]
+    answers: tuple[dict, ...]
+    writes: tuple[dict, ...]
+    rises: tuple[dict, ...]  # every candidate answer, by evidence
+    claim: dict | None
+
+
+def read_subject(base, edited, subject: str, answers: Sequence[str] = ()) -> Reading:
+    """What the edit changed on ``subject``'s questions, and the claim it supports.
+
+    >>> # read_subject(load("factworld"), load("/tmp/eiffel-in-rome"), "Eiffel Tower").claim["answer"]  -> " Rome"
+    """
+    questions = subject_questions(subject, answers)
+    rows, new_answers, risers = writes_on(base, edited, tuple(dict.fromkeys(p for q in questions for p in q.prompts)))
+    greedy = tuple(dict.fromkeys(a for r in rows for a in (r["base_answer"], r["edited_answer"]) if a.strip()))
+    questions = tuple(q if q.answers else Question(q.label, q.prompts, greedy) for q in questions)  # outside factworld
+    evidence = answer_rises(base, edited, questions, k=None)
+    said = [r["edited_answer"] for r in rows if r["edited_answer"].strip() != r["base_answer"].strip()]
+    return Reading(subject, rows, new_answers, risers, evidence, name_claim(subject, evidence, said))
+
+
 def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] | CandidateKeys | None = None,
             score: str = "whitened", stats=None, top: int = 10, answers: Sequence[str] = ()) -> Explanation:
     """Which candidate subject the update responds to and what it writes.
@@ -306,28 +332,3 @@ def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] |
     return Explanation(layer, used, len(candidates.subjects), ranked, lens_reading(base, recovery.u), best.subject,
                        best.claim, best.prompts, best.answers, best.writes, best.rises[:5])
 
-
-@dataclass(frozen=True)
-class Reading:
-    """The base and edited models' behaviour on one subject's prompts (see :func:`read_subject`)."""
-
-    subject: str
-    prompts: tuple[dict, ...]
-    answers: tuple[dict, ...]
-    writes: tuple[dict, ...]
-    rises: tuple[dict, ...]  # every candidate answer, by evidence
-    claim: dict | None
-
-
-def read_subject(base, edited, subject: str, answers: Sequence[str] = ()) -> Reading:
-    """What the edit changed on ``subject``'s questions, and the claim it supports.
-
-    >>> # read_subject(load("factworld"), load("/tmp/eiffel-in-rome"), "Eiffel Tower").claim["answer"]  -> " Rome"
-    """
-    questions = subject_questions(subject, answers)
-    rows, new_answers, risers = writes_on(base, edited, tuple(dict.fromkeys(p for q in questions for p in q.prompts)))
-    greedy = tuple(dict.fromkeys(a for r in rows for a in (r["base_answer"], r["edited_answer"]) if a.strip()))
-    questions = tuple(q if q.answers else Question(q.label, q.prompts, greedy) for q in questions)  # outside factworld
-    evidence = answer_rises(base, edited, questions, k=None)
-    said = [r["edited_answer"] for r in rows if r["edited_answer"].strip() != r["base_answer"].strip()]
-    return Reading(subject, rows, new_answers, risers, evidence, name_claim(subject, evidence, said))
