@@ -129,8 +129,8 @@ def cmd_experiment(args):
              f"  reconstruction error (||D - u vᵀ|| / ||D||): max {num(s['reconstruction_residual_max'])}, "
              f"median {num(s['reconstruction_residual_median'])}",
              f"  subject in top 3 ({result.score} score): {pct(s['subject_top3_rate'])}",
-             f"  new target named (the explanation's claim): {pct(s['target_named_rate'])}, on the edited subject "
-             f"{pct(s['claim_subject_rate'])}; (answer with the most evidence): {pct(s['target_top_evidence_rate'])}; "
+             f"  new target named (the explanation's claim): {pct(s['target_named_rate'])} (of the edits that took: "
+             f"{pct(s['target_named_when_taken_rate'])}), on the edited subject {pct(s['claim_subject_rate'])}; (answer with the most evidence): {pct(s['target_top_evidence_rate'])}; "
              f"(most frequent new answer): {pct(s['target_greedy_named_rate'])}; (among the top 3 new answers): "
              f"{pct(s['target_in_answers_top3_rate'])}; (token that rose most): {pct(s['target_token_named_rate'])}; "
              f"target token in lens top 10: {pct(s['target_in_lens_top10_rate'])}; edit efficacy: "

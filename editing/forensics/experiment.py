@@ -188,6 +188,7 @@ def summarise(trials: list[Trial], null_scans: list[dict], score: str, threshold
                                       "q·log(q/p) of its mean whole-answer probability p -> q, on the subject read, "
                                       "unless another fact's best answer, one the edited model now gives, implies "
                                       "it) begins with all of the new target's words",
+           "target_named_when_taken_rate": _rate(t.target_named for t in trials if t.efficacy),
            "claim_subject_rate": _rate(t.read_on == t.subject for t in trials),
            "target_greedy_named_rate": _rate(t.target_greedy_named for t in trials),
            "target_greedy_named_definition": "the edited model's most frequent new greedy answer (up to punctuation, "
