@@ -116,10 +116,10 @@ def name_claim(subject: str, rows: Sequence[dict], said: Sequence[str] = ()) -> 
     """
     if not rows:
         return None
-    top = max(rows, key=lambda r: r["evidence"])
-    best: dict[str, dict] = {}
-    for r in sorted(rows, key=lambda r: -r["evidence"]):
-        best.setdefault(r["question"], r)
+    ordered = sorted(rows, key=lambda r: -r["evidence"])
+    top, best = ordered[0], {}
+    for r in ordered:
+        best.setdefault(r["question"], r)  # each question's best answer
     explainers = [r for r in best.values() if r["question"] != top["question"]
                   and any(same_answer(a, r["answer"]) for a in said)
                   and top["answer"].strip() in implied_answers(r["answer"])
