@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from workbench.app import build_app, main
-
-__all__ = ["build_app", "main"]
+from workbench.app.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,7 +6,8 @@ apply / undo / export -> CounterFact-style metrics.
 >>> result = editing.edit(s, editing.EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"))
 >>> result.after.per_request[0].top_token
 ' Rome'
->>> editing.undo(s)  # weights bit-identical to before
+>>> len(editing.undo(s))  # one edit undone: the weights are bit-identical to before
+1
 """
 from editing.apply import AppliedEdit, Edit, RankOneUpdate, applied, apply_edit, undo, undo_all
 from editing.covariance import LayerStats, layer_stats

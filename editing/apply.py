@@ -10,6 +10,7 @@ Invariant: ``session.applied_edits`` lists exactly the edits now in the weights,
 >>> # edit = rome.compute(session, request)          # nothing changed yet
 >>> # apply_edit(session, edit); undo(session)       # weights bit-identical again
 >>> # with applied(session, edit): ...               # temporary edit
+>>> # with rollback(session): ...                    # whatever the body applies is undone after it
 """
 from __future__ import annotations
 
@@ -164,6 +165,22 @@ def undo(session, n: int = 1) -> list[Edit]:
 
 def undo_all(session) -> list[Edit]:
     return undo(session, len(session.applied_edits))
+
+
+@contextmanager
+def rollback(session) -> Iterator[None]:
+    """When the body ends, however it ends, undo every edit it applied (bit-exactly, newest first);
+    edits that were in the weights before it stay.
+
+    >>> # with rollback(session):
+    >>> #     edit(session, request)       # applied now ...
+    >>> # session.applied_edits            # ... and undone here
+    """
+    depth = len(session.applied_edits)
+    try:
+        yield
+    finally:
+        undo(session, len(session.applied_edits) - depth)
 
 
 @contextmanager

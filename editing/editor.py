@@ -5,7 +5,8 @@
 >>> r = editing.edit(s, editing.EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"))
 >>> r.after.per_request[0].top_token
 ' Rome'
->>> editing.undo(s)  # bit-exact
+>>> [e.method for e in editing.undo(s)]  # undone, bit-exactly
+['rome']
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from workbench.errors import WorkbenchError
+from workbench.report import Section, num, table
 
 from editing import memit, rome
 from editing.apply import AppliedEdit, Edit, apply_edit
@@ -61,6 +63,25 @@ class EditResult:
                 "edits": [e.to_dict() for e in self.edits],
                 "per_request": {"before": self.before.to_dict()["per_request"] if self.before else None,
                                 "after": self.after.to_dict()["per_request"] if self.after else None}}
+
+    def to_section(self, saved: str | None = None) -> Section:
+        """The report section: a before/after row per request and the metrics (``saved``: where the
+        edited model was written, if it was)."""
+        rows = [("prompt", "top token before", "after", "P(new) before", "after", "P(true) before", "after")]
+        if self.before and self.after:
+            for b, a in zip(self.before.per_request, self.after.per_request):
+                rows.append((b.prompt, repr(b.top_token), repr(a.top_token), num(b.new_prob), num(a.new_prob),
+                             num(b.true_prob), num(a.true_prob)))
+        before = self.before.means if self.before else {}
+        metrics = [("metric", "before", "after")] + [
+            (name, num(before.get(name)), num(value)) for name, value in (self.after.means if self.after else {}).items()
+            if value is not None]
+        text = (f"{self.method.upper()} at layer(s) {list(self.layers)}, {len(self.requests)} request(s), "
+                f"update norm {num(self.update_norm)}, {self.elapsed_s:.1f}s.")
+        if saved:
+            text += f"\nEdited model saved to {saved}"
+        return Section(f"Edit ({self.method.upper()})", "edit", text,
+                       tuple(t for t in (table(rows), table(metrics)) if len(t) > 1))
 
 
 def edit(session, requests: EditRequest | Sequence[EditRequest], method: str = "rome",

@@ -58,18 +58,15 @@ def _candidates(session, rng: random.Random):
 
 def _edited_weights(session, request, seed: int):
     """The ROME-edited state dict of ``session`` and what the edit did; the session is restored."""
-    from editing.apply import undo
+    from editing.apply import rollback
     from editing.editor import edit
     from editing.export import edited_state
     from editing.requests import current_answer
 
-    depth = len(session.applied_edits)
-    try:
+    with rollback(session):
         result = edit(session, request, "rome", seed=seed, score=False, prepared=True)
         state, touched = edited_state(session)
         answer = current_answer(session, request.text)
-    finally:
-        undo(session, len(session.applied_edits) - depth)
     return state, touched, result, answer
 
 

@@ -27,6 +27,7 @@ from torch import Tensor
 from workbench import sites
 from workbench.errors import WorkbenchError
 from workbench.lens import target_token
+from workbench.report import Section, num, table
 from workbench.tokens import encode, subject_span
 
 from editing.resume import capture, storing
@@ -67,6 +68,17 @@ class TraceResult:
                 "corrupted_prob": self.corrupted_prob, "noise": self.noise, "samples": self.samples,
                 "window": self.window, "method": self.method,
                 "scores": {k: v.tolist() for k, v in self.scores.items()}}
+
+    def to_section(self, image: bytes | None = None) -> Section:
+        """The report section: each kind's peak, the clean and corrupted probabilities, the heatmaps."""
+        rows = [("restored", "peak score", "layer", "token")]
+        for kind, grid in self.scores.items():
+            layer, token = self.peak(kind)
+            rows.append((kind, num(float(grid[layer, token])), layer, repr(self.tokens[token])))
+        text = (f"Prompt {self.prompt!r}, subject {self.subject!r}, answer {self.target!r}: P(answer) clean "
+                f"{num(self.clean_prob)}, with the subject corrupted {num(self.corrupted_prob)} ({self.method}, "
+                f"{self.samples} noise samples, window {self.window}).")
+        return Section(f"Causal trace: {self.subject}", "trace", text, (table(rows),), (image,) if image else ())
 
 
 def _window(layer: int, window: int, n_layers: int) -> tuple[int, int]:

@@ -11,7 +11,8 @@ control tasks, selectivity and transfer -> causal check (steer along the directi
 >>> curve = steering_curve(s, result.probe, ds)               # doctest: +SKIP
 """
 from probes.causal import CausalResult, steering_curve
-from probes.datasets import BUILTINS, ProbeDataset, grouped_split, load_dataset, load_file, make_dataset, split
+from probes.dataset import ProbeDataset, grouped_split, make_dataset, split
+from probes.datasets import BUILTINS, load_dataset, load_file
 from probes.linear import METHODS, Probe, fit_probes
 from probes.ridge import RidgeFit, fit_ridge_cv
 from probes.store import ActivationStore, layer_activations

@@ -22,9 +22,10 @@ from torch import Tensor
 from workbench.activations import batches
 from workbench.errors import WorkbenchError
 from workbench.lens import target_token
-from workbench.tokens import encode, positions_for
+from workbench.report import Table, num, table
+from workbench.tokens import SINGLE_TOKEN, Position, check_position, encode, positions_for
 
-from probes.datasets import ProbeDataset
+from probes.dataset import ProbeDataset
 from probes.linear import Probe
 
 ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0)
@@ -36,7 +37,7 @@ class CausalResult:
     prompts whose top answer among the classes is the target, and the random-direction baseline."""
 
     site: str
-    position: str
+    position: Position
     n_prompts: int
     norm: float
     rows: tuple[dict, ...]
@@ -44,6 +45,12 @@ class CausalResult:
     def to_dict(self) -> dict:
         return {"site": self.site, "position": self.position, "n_prompts": self.n_prompts,
                 "activation_norm": self.norm, "curve": list(self.rows)}
+
+    def table(self) -> Table:
+        """The curve as a report table (first row: the header)."""
+        return table([("alpha", "P(target)", "random dir", "P(original)", "random dir", "flip rate")]
+                     + [(r["alpha"], num(r["p_target"]), num(r["p_target_random"]), num(r["p_original"]),
+                         num(r["p_original_random"]), num(r["flip_rate"])) for r in self.rows])
 
 
 def require_answers(dataset: ProbeDataset) -> None:
@@ -89,12 +96,11 @@ def _steered_probs(session, texts, subjects, position, site, vectors: Tensor, to
 
 
 def steering_curve(session, probe: Probe, dataset: ProbeDataset, alphas: Sequence[float] = ALPHAS,
-                   position: str | None = None, n_prompts: int = 64, norm: float | None = None, seed: int = 0,
+                   position: Position | None = None, n_prompts: int = 64, norm: float | None = None, seed: int = 0,
                    batch_size: int = 32) -> CausalResult:
     """Probability of the steered-to answer versus α (see the module docstring)."""
     position = position or dataset.default_position
-    if position not in ("last", "subject_last"):
-        raise WorkbenchError("the causal check steers one position per prompt: last or subject_last")
+    check_position(position, SINGLE_TOKEN, "the causal check (it steers one token per prompt)")
     tokens = _answer_tokens(session, dataset, probe)
     pairs = _pairs(dataset, tokens, n_prompts, seed)
     norm = float(norm if norm is not None else probe.metadata.get("activation_norm") or probe.mean.norm())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 
-from probes.datasets import ProbeDataset, make_dataset
+from probes.dataset import ProbeDataset, make_dataset
 
 CITY_PROMPT = "{} is located in the country of"
 LANDMARK_PROMPT = "The {} is located in the country of"
@@ -26,10 +26,8 @@ TRUTH_TEMPLATE = "The city of {} is in {}."
 
 
 def _kb():
-    try:
-        from workbench.factworld import load_kb
-    except ImportError:  # the package may not re-export it
-        from workbench.factworld.kb import load_kb
+    from workbench.factworld.kb import load_kb
+
     return load_kb()
 
 

@@ -31,8 +31,10 @@ from torch import Tensor
 from workbench import sites as site_names
 from workbench.activations import collect
 from workbench.errors import WorkbenchError
+from workbench.tokens import Position
+from workbench.report import Section, num, table
 
-from probes.datasets import ProbeDataset, split
+from probes.dataset import ProbeDataset, split
 from probes.linear import Probe, fit_probes
 from probes.store import ActivationStore
 from probes.sweep import parse_layers
@@ -59,7 +61,7 @@ class Reading:
 class ShiftResult:
     dataset: str
     method: str
-    position: str
+    position: Position
     subject: str
     text: str  # the text read (the subject's row of the dataset, or the edit prompt)
     target: str
@@ -94,6 +96,20 @@ class ShiftResult:
                 "layers": [{"layer": layer, "probe_accuracy": acc, "before": b.to_dict(), "after": a.to_dict()}
                            for layer, acc, b, a in zip(self.layers, self.probe_accuracy, self.before, self.after)]}
 
+    def to_section(self, image: bytes | None = None) -> Section:
+        """The report section: the reading at every layer before and after the edit, and the figure."""
+        old, new = self.old_class, self.new_class
+        rows = [("layer", "probe acc.", "read before", f"P({old}) before", f"P({new}) before",
+                 "read after", f"P({old}) after", f"P({new}) after")]
+        for layer, acc, b, a in zip(self.layers, self.probe_accuracy, self.before, self.after):
+            rows.append((layer, num(acc), b.predicted, num(b.p_old), num(b.p_new), a.predicted, num(a.p_old),
+                         num(a.p_new)))
+        text = (f"Probe {self.method} on {self.dataset} (trained on the unedited model without {self.subject!r}), "
+                f"read at {self.position} of {self.text!r} before and after the edit {self.subject!r} -> "
+                f"{self.target!r} ({self.edit.get('method')} at layer(s) {self.edit.get('layers')}). {self.summary}")
+        return Section(f"Probe shift: {self.subject} -> {self.target}", "probe-shift", text, (table(rows),),
+                       (image,) if image else ())
+
 
 def class_log_probabilities(probe: Probe, x: Float[Tensor, "n d"]) -> Float[Tensor, "n classes"]:
     """The probe's class log-probabilities (one binary score: log-sigmoid of -s and s; else log-softmax)."""
@@ -108,7 +124,7 @@ def _class_of(dataset: ProbeDataset, entity: str) -> str | None:
     return dataset.classes[int(dataset.labels[rows[0]])] if rows else None
 
 
-def _read(session, probes: Sequence[Probe], layers: Sequence[int], text: str, subject: str, position: str,
+def _read(session, probes: Sequence[Probe], layers: Sequence[int], text: str, subject: str, position: Position,
           old: int | None, new: int) -> tuple[Reading, ...]:
     names = [site_names.resid_post(layer) for layer in layers]
     acts = collect(session, [text], names, position, [subject])
@@ -124,7 +140,7 @@ def _read(session, probes: Sequence[Probe], layers: Sequence[int], text: str, su
 def probe_shift(session, dataset: ProbeDataset, subject: str, edited: Callable[[], AbstractContextManager],
                 *, new_class: str | None = None, target: str | None = None, old_class: str | None = None,
                 text: str | None = None, prompt: str | None = None, method: str = "logistic",
-                position: str | None = None, layers=None, seed: int = 0, test_fraction: float = 0.2,
+                position: Position | None = None, layers=None, seed: int = 0, test_fraction: float = 0.2,
                 edit_info: dict | None = None, cache_dir=None, use_cache: bool = True, batch_size: int = 32,
                 **fit_options) -> ShiftResult:
     """Train ``dataset``'s probe at every layer on the unedited model (``subject`` held out), read

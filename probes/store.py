@@ -27,8 +27,9 @@ from workbench import sites as site_names
 from workbench.activations import batches, collect
 from workbench.errors import WorkbenchError, check_layer
 from workbench.io import write_json
+from workbench.tokens import ONE_VECTOR, Position, check_position
 
-from probes.datasets import ProbeDataset
+from probes.dataset import ProbeDataset
 
 log = logging.getLogger(__name__)
 CHUNK_BATCHES = 8  # batches per collect() call: one pass writes this many batches to every site
@@ -52,14 +53,12 @@ def check_context(session, dataset: ProbeDataset) -> None:
                              f"model's context of {n_ctx} tokens ({len(too_long)} such rows); shorten or drop them")
 
 
-def resolve_position(dataset: ProbeDataset, position: str | None) -> str:
+def resolve_position(dataset: ProbeDataset, position: Position | None) -> Position:
     position = position or dataset.default_position
     if position == "subject_last" and dataset.subjects is None:
         raise WorkbenchError(f"dataset {dataset.name!r} has no subject column: use --position last "
                              f"(or give --subject-column)")
-    if position not in ("last", "subject_last", "mean"):
-        raise WorkbenchError(f"position {position!r} is not supported for probes: last, subject_last or mean")
-    return position
+    return check_position(position, ONE_VECTOR, "probes")
 
 
 class ActivationStore:
@@ -69,7 +68,7 @@ class ActivationStore:
     >>> # x = store.layers([0, 5, 11])     # (3, n, d_model) float32, memory-mapped from disk
     """
 
-    def __init__(self, session, dataset: ProbeDataset, position: str | None = None, kind: str = "resid_post",
+    def __init__(self, session, dataset: ProbeDataset, position: Position | None = None, kind: str = "resid_post",
                  cache_dir: str | Path | None = None, use_cache: bool = True, batch_size: int = 32,
                  progress: bool | None = None):
         self.session, self.dataset, self.kind = session, dataset, kind
@@ -137,7 +136,7 @@ class ActivationStore:
                 path.unlink(missing_ok=True)
 
 
-def layer_activations(session, dataset: ProbeDataset, layers: Sequence[int], position: str | None = None,
+def layer_activations(session, dataset: ProbeDataset, layers: Sequence[int], position: Position | None = None,
                       **options) -> Float[Tensor, "layers n d_model"]:
     """Residual-stream activations of ``dataset`` after each of ``layers`` (cached on disk)."""
     return ActivationStore(session, dataset, position, **options).layers(layers)

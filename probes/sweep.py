@@ -20,9 +20,11 @@ from torch import Tensor
 
 from workbench import sites as site_names
 from workbench.errors import WorkbenchError
+from workbench.tokens import Position
+from workbench.report import Section, num, table
 
 from probes.controls import control_labels
-from probes.datasets import ProbeDataset, split
+from probes.dataset import ProbeDataset, split
 from probes.linear import Probe, fit_probes
 from probes.metrics import classification_scores, regression_scores
 from probes.store import ActivationStore
@@ -51,7 +53,7 @@ class LayerScore:
 class SweepResult:
     dataset: str
     method: str
-    position: str
+    position: Position
     metric: str
     layers: tuple[LayerScore, ...]
     best_layer: int
@@ -72,6 +74,21 @@ class SweepResult:
                 "seeds": list(self.seeds), "n_train": self.n_train, "n_test": self.n_test,
                 "layers": [s.to_dict() for s in self.layers], "best_layer": self.best_layer,
                 "best": best.to_dict(), "probe": self.probe.to_dict()}
+
+    def to_section(self, images: Sequence[bytes] = (), causal=None) -> Section:
+        """The report section: the score per layer with control and selectivity, the figures, and
+        (``causal``: a :class:`~probes.causal.CausalResult`) the steering curve."""
+        extras = [k for k in ("auc", "km_error", f"transfer_{self.metric}") if k in self.layers[0].extra]
+        rows = [("layer", self.metric, "±", "control", "selectivity", *extras)]
+        for s in self.layers:
+            rows.append((f"{s.layer}{' (best)' if s.layer == self.best_layer else ''}", num(s.value), num(s.std),
+                         num(s.control), num(s.selectivity), *(num(s.extra[k]) for k in extras)))
+        tables = [table(rows)]
+        if causal is not None:
+            tables.append(causal.table())
+        text = (f"{self.method} probe on {self.dataset} ({self.position}), {self.n_train} train / {self.n_test} "
+                f"test rows, seeds {list(self.seeds)}; best layer {self.best_layer}.")
+        return Section(f"Probe sweep: {self.dataset}", "probe", text, tuple(tables), tuple(images))
 
 
 def default_method(dataset: ProbeDataset) -> str:
@@ -113,7 +130,7 @@ def _control(y: Tensor, dataset: ProbeDataset, train: Tensor, seed: int) -> Tens
 def sweep_activations(x: Float[Tensor, "layers n d"], dataset: ProbeDataset, layers: Sequence[int],
                       method: str | None = None, seeds: Sequence[int] = (0, 1, 2), control: bool = True,
                       x_test: Tensor | None = None, test_dataset: ProbeDataset | None = None,
-                      test_fraction: float = 0.2, site_kind: str = "resid_post", position: str = "last",
+                      test_fraction: float = 0.2, site_kind: str = "resid_post", position: Position = "last",
                       device: torch.device | str = "cpu", model: str | None = None, **fit_options) -> SweepResult:
     """The sweep on activations already in hand (``x[i]`` belongs to ``layers[i]``)."""
     method = method or default_method(dataset)
@@ -185,7 +202,7 @@ def parse_layers(spec: str | Sequence[int] | None, n_layers: int) -> list[int]:
     return sorted({check_layer(int(layer), n_layers) for layer in spec})
 
 
-def sweep(session, dataset: ProbeDataset, method: str | None = None, layers=None, position: str | None = None,
+def sweep(session, dataset: ProbeDataset, method: str | None = None, layers=None, position: Position | None = None,
           seeds: Sequence[int] = (0, 1, 2), control: bool = True, test_dataset: ProbeDataset | None = None,
           test_fraction: float = 0.2, site_kind: str = "resid_post", cache_dir=None, use_cache: bool = True,
           batch_size: int = 32, progress: bool | None = None, **fit_options) -> SweepResult:

@@ -50,7 +50,7 @@ def model_spec(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def app(model_spec, tmp_path_factory):
-    from workbench.app import build_app
+    from workbench.app.blocks import build_app
 
     demo = build_app(model_spec, output_dir=tmp_path_factory.mktemp("app-out"))
     url = launch(demo)
@@ -228,7 +228,7 @@ def test_files_outside_the_output_dir_are_not_served(app):
 
 def test_full_queue_says_so(model_spec, tmp_path):
     """With room for one waiting event, a burst of slow requests is partly refused with 'queue is full'."""
-    from workbench.app import build_app
+    from workbench.app.blocks import build_app
 
     demo = build_app(model_spec, output_dir=tmp_path, queue_size=1)
     try:

@@ -132,7 +132,7 @@ def start_chromium(profile: Path) -> tuple[subprocess.Popen, str]:
 
 
 def test_browser_runs_the_tour_to_the_edit(model_spec, tmp_path):
-    from workbench.app import build_app
+    from workbench.app.blocks import build_app
     from workbench.app.tabs_tour import STEPS
 
     labels = {key: label for key, _, label, _ in STEPS}

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not (Path(MODEL_DIR) / "model.safetensors").exis
 def app(tmp_path_factory):
     from test_app import launch  # tests/ is on sys.path (rootdir conftest)
 
-    from workbench.app import build_app
+    from workbench.app.blocks import build_app
 
     demo = build_app("factworld", output_dir=tmp_path_factory.mktemp("forensics-out"))
     url = launch(demo)

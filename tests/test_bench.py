@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.bench import core_speed
+from workbench.speed_bench import core_speed
 
 
 def test_core_bench_quick_reports_ratios():
@@ -23,7 +23,7 @@ def test_bench_leaves_autograd_on():
 @pytest.fixture(scope="module")
 def probes_speed():
     pytest.importorskip("sklearn", reason="scikit-learn is a dev-only dependency")
-    from probes.bench import probes_speed
+    from probes.speed_bench import probes_speed
 
     return probes_speed
 

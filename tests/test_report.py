@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from workbench.cli import main, reproduce_command
+from workbench.cli import main
+from workbench.cli.options import reproduce_command
 from workbench.report import ModelCard, Report, Section, text_section
 
 PROMPT = "The {} is located in the city of"

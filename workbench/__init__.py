@@ -4,14 +4,44 @@
 >>> s = workbench.load("factworld")
 >>> workbench.generate(s, "The Eiffel Tower is located in the city of", max_new_tokens=1).completion
 ' Paris'
+
+The public names below are imported on first use, so that ``import workbench.cli`` (and
+``workbench --help``) starts without torch or transformer_lens.
 """
-from workbench import sites
-from workbench.activations import Activations, collect
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from workbench.errors import WorkbenchError
-from workbench.generation import Generation, generate
-from workbench.lens import LensResult, logit_lens
-from workbench.session import ModelInfo, Session, load
-from workbench.weights import weight_slice, weight_stats
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from workbench import sites
+    from workbench.activations import Activations, collect
+    from workbench.generation import Generation, generate
+    from workbench.lens import LensResult, logit_lens
+    from workbench.session import ModelInfo, Session, load
+    from workbench.weights import weight_slice, weight_stats
 
 __all__ = ["Activations", "Generation", "LensResult", "ModelInfo", "Session", "WorkbenchError", "collect",
            "generate", "load", "logit_lens", "sites", "weight_slice", "weight_stats"]
+
+
+def __getattr__(name: str):
+    """Import the module that defines ``name`` when it is first asked for (PEP 562)."""
+    if name in ("Activations", "collect"):
+        from workbench import activations as module
+    elif name in ("Generation", "generate"):
+        from workbench import generation as module
+    elif name in ("LensResult", "logit_lens"):
+        from workbench import lens as module
+    elif name in ("ModelInfo", "Session", "load"):
+        from workbench import session as module
+    elif name in ("weight_slice", "weight_stats"):
+        from workbench import weights as module
+    elif name == "sites":
+        import workbench.sites  # sets the attribute: no second call of this function
+
+        return workbench.sites
+    else:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    return getattr(module, name)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from workbench import sites as site_names
 from workbench.errors import WorkbenchError, check_layer
-from workbench.tokens import Batch, encode, positions_for
+from workbench.tokens import Batch, Position, encode, positions_for
 
 
 class _StopForward(Exception):
@@ -33,7 +33,7 @@ class Activations:
     """Activations per site: ``(n_prompts, d)`` for one position, ``(n_prompts, max_len, d)`` for ``all``."""
 
     prompts: tuple[str, ...]
-    position: str
+    position: Position
     values: dict[str, Tensor]
     lengths: Tensor = field(repr=False)  # real tokens per prompt (for position="all")
 
@@ -62,7 +62,7 @@ def batches(n: int, batch_size: int, progress: bool | None = None, desc: str = "
         yield slice(start, min(start + batch_size, n))
 
 
-def _reduce(tensor: Float[Tensor, "batch pos d"], batch: Batch, position: str, index: Tensor | None) -> Tensor:
+def _reduce(tensor: Float[Tensor, "batch pos d"], batch: Batch, position: Position, index: Tensor | None) -> Tensor:
     if index is not None:  # (batch, d)
         return tensor[torch.arange(tensor.shape[0], device=tensor.device), index.to(tensor.device)]
     mask = batch.attention_mask.to(tensor.device, tensor.dtype).unsqueeze(-1)  # (batch, pos, 1)
@@ -71,7 +71,7 @@ def _reduce(tensor: Float[Tensor, "batch pos d"], batch: Batch, position: str, i
     return tensor * mask  # "all": padding zeroed
 
 
-def run_to_sites(session, batch: Batch, site_list: Sequence[str], position: str = "last",
+def run_to_sites(session, batch: Batch, site_list: Sequence[str], position: Position = "last",
                  subjects: Sequence[str] | None = None) -> dict[str, Tensor]:
     """One forward pass over ``batch`` that stops after the deepest site; returns device tensors."""
     index = positions_for(batch, position, subjects)
@@ -94,7 +94,7 @@ def run_to_sites(session, batch: Batch, site_list: Sequence[str], position: str 
     return stored
 
 
-def collect(session, prompts: Sequence[str], sites: Sequence[str], position: str = "last",
+def collect(session, prompts: Sequence[str], sites: Sequence[str], position: Position = "last",
             subjects: Sequence[str] | None = None, batch_size: int = 32, progress: bool | None = None,
             dtype: torch.dtype = torch.float32) -> Activations:
     """Activations of ``prompts`` at ``sites`` (hook names from :mod:`workbench.sites`).

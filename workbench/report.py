@@ -4,8 +4,8 @@ The one report builder of the workbench: the CLI's ``--report F.html`` and the a
 both fill a :class:`Report` and call :meth:`Report.render_html` / :meth:`Report.save`. Images
 are inlined as base64 PNG ``data:`` URIs and the style sheet is embedded: the file opens
 offline and names no external resource. Every section carries the CLI command that reproduces
-it. Section builders read the documented ``to_dict()`` results (trace, sweep, edit, diff,
-probe shift), so this core module imports neither ``probes`` nor ``editing``.
+it. Each result type renders its own :class:`Section` beside its definition (``TraceResult.to_section``,
+``SweepResult.to_section``, ...), so this core module knows none of their fields.
 
 >>> card = ModelCard(model="factworld", weights_hash="ab" * 32, n_params=1000)
 >>> report = Report("Eiffel Tower", (card,)).add(
@@ -48,7 +48,12 @@ def table(rows: Iterable[Sequence[Any]]) -> Table:
     return tuple(tuple("" if c is None else str(c) for c in row) for row in rows)
 
 
-def _num(value, digits: int = 3) -> str:
+def num(value, digits: int = 3) -> str:
+    """A number as a report shows it: 3 decimals, small values in 3 significant digits, None as a dash.
+
+    >>> num(0.123456), num(1.5e-5), num(None)
+    ('0.123', '1.5e-05', '–')
+    """
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -203,119 +208,27 @@ def _section_html(index: int, section: Section) -> str:
     return "\n".join(parts)
 
 
-# ---- sections from results (their to_dict() forms) -----------------------------------------------
 def text_section(title: str, text: str, command: str | None = None) -> Section:
     """Free text (notes, a conclusion)."""
     return Section(title, "text", text, command=command)
 
 
-def trace_section(result: dict, image: bytes | None = None, command: str | None = None) -> Section:
-    """A causal trace (``TraceResult.to_dict()``) with its heatmap image."""
-    rows = [("restored", "peak score", "layer", "token")]
-    for kind, grid in result["scores"].items():
-        flat = [(v, layer, tok) for layer, row in enumerate(grid) for tok, v in enumerate(row)]
-        value, layer, tok = max(flat, key=lambda cell: cell[0])  # first peak, as TraceResult.peak
-        rows.append((kind, _num(value), layer, repr(result["tokens"][tok])))
-    text = (f"Prompt {result['prompt']!r}, subject {result['subject']!r}, answer {result['target']!r}: "
-            f"P(answer) clean {_num(result['clean_prob'])}, "
-            f"with the subject corrupted {_num(result['corrupted_prob'])} "
-            f"({result['method']}, {result['samples']} noise samples, window {result['window']}).")
-    return Section(f"Causal trace: {result['subject']}", "trace", text, (table(rows),),
-                   (image,) if image else (), command)
+def dict_tables(value: dict) -> list[Table]:
+    """A nested dict as tables: its scalars in one key/value table, each list of dicts a table of
+    its own (for results whose shape is open-ended, such as an explanation).
 
-
-def sweep_section(result: dict, images: Sequence[bytes] = (), command: str | None = None) -> Section:
-    """A probe sweep (``SweepResult.to_dict()``, optionally with ``causal``) with its curve."""
-    extras = [k for k in ("auc", "km_error", f"transfer_{result['metric']}") if k in result["layers"][0]]
-    rows = [("layer", result["metric"], "±", "control", "selectivity", *extras)]
-    for r in result["layers"]:
-        rows.append((f"{r['layer']}{' (best)' if r['layer'] == result['best_layer'] else ''}", _num(r["value"]),
-                     _num(r["std"]), _num(r["control"]), _num(r["selectivity"]), *(_num(r[k]) for k in extras)))
-    tables = [table(rows)]
-    if result.get("causal"):
-        curve = result["causal"]["curve"]
-        tables.append(table([("alpha", "P(target)", "random dir", "P(original)", "random dir", "flip rate")]
-                            + [(c["alpha"], _num(c["p_target"]), _num(c["p_target_random"]), _num(c["p_original"]),
-                                _num(c["p_original_random"]), _num(c["flip_rate"])) for c in curve]))
-    text = (f"{result['method']} probe on {result['dataset']} ({result['position']}), {result['n_train']} train / "
-            f"{result['n_test']} test rows, seeds {result['seeds']}; best layer {result['best_layer']}.")
-    return Section(f"Probe sweep: {result['dataset']}", "probe", text, tuple(tables), tuple(images), command)
-
-
-def edit_section(result: dict, command: str | None = None) -> Section:
-    """An edit (``EditResult.to_dict()``): before/after table per request and the metrics."""
-    before = result["per_request"]["before"] or []
-    after = result["per_request"]["after"] or []
-    rows = [("prompt", "top token before", "after", "P(new) before", "after", "P(true) before", "after")]
-    for b, a in zip(before, after):
-        rows.append((b["prompt"], repr(b["top_token"]), repr(a["top_token"]), _num(b["new_prob"]),
-                     _num(a["new_prob"]), _num(b["true_prob"]), _num(a["true_prob"])))
-    metrics = [("metric", "before", "after")]
-    for name, value in result["metrics"].items():
-        if value is not None:
-            metrics.append((name, _num((result.get("metrics_before") or {}).get(name)), _num(value)))
-    text = (f"{result['method'].upper()} at layer(s) {result['layers']}, {result['n_requests']} request(s), "
-            f"update norm {_num(result['update_norm'])}, {result['elapsed_s']:.1f}s.")
-    if result.get("saved"):
-        text += f"\nEdited model saved to {result['saved']}"
-    return Section(f"Edit ({result['method'].upper()})", "edit", text,
-                   tuple(t for t in (table(rows), table(metrics)) if len(t) > 1), (), command)
-
-
-def diff_section(result: dict, command: str | None = None) -> Section:
-    """A weight diff (``DiffReport.to_dict()`` plus the CLI's ``rank_one`` / ``revert`` /
-    ``explain`` entries): the changed-tensor table and the explanation."""
-    rows = [("tensor", "shape", "layer", "|Δ|", "relative", "max |Δ|", "rank", "stable rank")]
-    for d in result["changed"]:
-        rank = "" if d["rank"] is None else f"{'≥' if d['rank_is_lower_bound'] else ''}{d['rank']}"
-        rows.append((d["name"], "×".join(map(str, d["shape"])), d["layer"], _num(d["abs_change"], 4),
-                     _num(d["rel_change"], 4), _num(d["max_abs"], 4), rank, _num(d["stable_rank"])))
-    lines = [f"{result['base']} -> {result['edited']}: signature {result['signature']!r}, "
-             f"{len(result['changed'])} of {result['n_tensors']} tensors changed.", result.get("summary", "")]
-    if result.get("rank_one"):
-        r1 = result["rank_one"]
-        lines.append("Rank-one update recovered: " + ", ".join(f"{k} {_num(v, 4)}" for k, v in r1.items()
-                                                               if isinstance(v, (int, float, str))))
-    if result.get("revert"):
-        lines.append(f"Reverted weights written to {result['revert']['out']}; largest difference from the base "
-                     f"{_num(result['revert']['max_abs_diff_from_base'], 4)}.")
-    tables = [table(rows)]
-    explanation = result.get("explain")
-    if explanation:
-        lines.append("Explanation:")
-        tables += _dict_tables(explanation)
-    return Section(f"Weight diff: {result['edited']}", "diff", "\n".join(l for l in lines if l), tuple(tables), (),
-                   command)
-
-
-def _dict_tables(value: dict) -> list[Table]:
-    """A nested explanation dict as tables: scalars in one key/value table, each list of dicts its own."""
-    scalars = [("", "")] + [(k, _num(v, 4)) for k, v in value.items() if not isinstance(v, (dict, list))]
+    >>> [len(t) for t in dict_tables({"layer": 3, "rows": [{"a": 1, "b": 2}]})]
+    [2, 2]
+    """
+    scalars = [("", "")] + [(k, num(v, 4)) for k, v in value.items() if not isinstance(v, (dict, list))]
     out = [table(scalars)] if len(scalars) > 1 else []
     for key, item in value.items():
         if isinstance(item, list) and item and isinstance(item[0], dict):
             header = list(item[0])
-            out.append(table([[f"{key}: {header[0]}", *header[1:]]] + [[_num(row.get(h), 4) for h in header]
+            out.append(table([[f"{key}: {header[0]}", *header[1:]]] + [[num(row.get(h), 4) for h in header]
                                                                          for row in item]))
         elif isinstance(item, dict):
-            out += _dict_tables(item)
+            out += dict_tables(item)
         elif isinstance(item, list):
-            out.append(table([(key,)] + [(_num(v, 4),) for v in item]))
+            out.append(table([(key,)] + [(num(v, 4),) for v in item]))
     return out
-
-
-def shift_section(result: dict, image: bytes | None = None, command: str | None = None) -> Section:
-    """A probe shift (``probes.shift.ShiftResult.to_dict()``): per-layer readings before/after."""
-    old, new = result["old_class"], result["new_class"]
-    rows = [("layer", "probe acc.", "read before", f"P({old}) before", f"P({new}) before",
-             "read after", f"P({old}) after", f"P({new}) after")]
-    for r in result["layers"]:
-        b, a = r["before"], r["after"]
-        rows.append((r["layer"], _num(r.get("probe_accuracy")), b["predicted"], _num(b["p_old"]), _num(b["p_new"]),
-                     a["predicted"], _num(a["p_old"]), _num(a["p_new"])))
-    text = (f"Probe {result['method']} on {result['dataset']} (trained on the unedited model without "
-            f"{result['subject']!r}), read at {result['position']} of {result['text']!r} before and after "
-            f"the edit {result['subject']!r} -> {result['target']!r} ({result['edit_method']} at layer(s) "
-            f"{result['edit_layers']}). {result['summary']}")
-    return Section(f"Probe shift: {result['subject']} -> {result['target']}", "probe-shift", text, (table(rows),),
-                   (image,) if image else (), command)

@@ -3,21 +3,40 @@
 Right padding keeps every real token at its true position (so learned and rotary position
 embeddings see what they would see alone); the attention mask tells where each prompt ends.
 
+Positions name where activations are read: :data:`Position`, the one vocabulary of the whole
+workbench (the CLI offers its choices without importing torch, so this module imports torch only
+where it computes).
+
+>>> check_position("mean", ONE_VECTOR, "probes")
+'mean'
 >>> # batch = encode(session, ["The Eiffel Tower is in", "Rome is"])
 >>> # last_positions(batch)  -> tensor([5, 2])  (index of each prompt's last real token)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
-import torch
-from jaxtyping import Int
-from torch import Tensor
+from typing import TYPE_CHECKING, Literal, Sequence, get_args
 
 from workbench.errors import WorkbenchError
 
-POSITIONS = ("last", "subject_last", "all", "mean")
+if TYPE_CHECKING:
+    from jaxtyping import Int
+    from torch import Tensor
+
+Position = Literal["last", "subject_last", "all", "mean"]
+POSITIONS: tuple[Position, ...] = get_args(Position)  # last real token, subject's last token, every token, their mean
+SINGLE_TOKEN: tuple[Position, ...] = ("last", "subject_last")  # one token per prompt (steering, editing)
+ONE_VECTOR: tuple[Position, ...] = ("last", "subject_last", "mean")  # one vector per prompt (probes)
+
+
+def check_position(position: str, allowed: Sequence[str] = POSITIONS, purpose: str = "") -> Position:
+    """``position`` if it is one of ``allowed``, else a one-line error naming the choices."""
+    if position not in POSITIONS:
+        raise WorkbenchError(f"unknown position {position!r}: use one of {', '.join(allowed)}")
+    if position not in allowed:
+        where = f" for {purpose}" if purpose else ""
+        raise WorkbenchError(f"position {position!r} is not supported{where}: use {', '.join(allowed)}")
+    return position
 
 
 @dataclass(frozen=True)
@@ -74,15 +93,17 @@ def subject_span(batch: Batch, index: int, subject: str) -> tuple[int, int]:
 
 def subject_last_positions(batch: Batch, subjects: Sequence[str]) -> Int[Tensor, "batch"]:
     """Index of the last token of each prompt's subject."""
+    import torch
+
     if len(subjects) != len(batch.texts):
         raise WorkbenchError(f"{len(subjects)} subjects for {len(batch.texts)} prompts: give one subject per prompt")
     return torch.tensor([subject_span(batch, i, s)[1] - 1 for i, s in enumerate(subjects)])
 
 
-def positions_for(batch: Batch, position: str, subjects: Sequence[str] | None = None) -> Int[Tensor, "batch"] | None:
+def positions_for(batch: Batch, position: Position,
+                  subjects: Sequence[str] | None = None) -> Int[Tensor, "batch"] | None:
     """The single position per prompt that ``position`` names (None for ``all`` and ``mean``)."""
-    if position not in POSITIONS:
-        raise WorkbenchError(f"unknown position {position!r}: use one of {', '.join(POSITIONS)}")
+    check_position(position)
     if position == "last":
         return last_positions(batch)
     if position == "subject_last":

@@ -23,6 +23,7 @@ import torch
 
 from editing.forensics.tensors import TensorIndex, is_mlp_out, layer_of
 from workbench.errors import WorkbenchError
+from workbench.report import Section, dict_tables, num, table
 
 RANK_TOL = 1e-3  # singular values below RANK_TOL * sigma_1 count as numerical zero
 FULL_SVD_MAX = 4096 * 4096  # larger differences get a randomised low-rank spectrum
@@ -68,6 +69,30 @@ class DiffReport:
         return {"base": self.base, "edited": self.edited, "n_tensors": self.n_tensors, "signature": self.signature,
                 "summary": self.summary, "edited_layers": self.edited_layers, "missing": list(self.missing),
                 "changed": [d.to_dict() for d in self.changed]}
+
+    def to_section(self, rank_one: dict | None = None, revert: dict | None = None,
+                   explanation: dict | None = None) -> Section:
+        """The report section: the changed tensors, then (for a rank-one edit) the recovered update
+        (``RankOneRecovery.to_dict()``), the revert (``out``, ``max_abs_diff_from_base``) and the
+        explanation (``Explanation.to_dict()``) as tables."""
+        rows = [("tensor", "shape", "layer", "|Δ|", "relative", "max |Δ|", "rank", "stable rank")]
+        for d in self.changed:
+            rank = "" if d.rank is None else f"{'≥' if d.rank_is_lower_bound else ''}{d.rank}"
+            rows.append((d.name, "×".join(map(str, d.shape)), d.layer, num(d.abs_change, 4), num(d.rel_change, 4),
+                         num(d.max_abs, 4), rank, num(d.stable_rank)))
+        lines = [f"{self.base} -> {self.edited}: signature {self.signature!r}, {len(self.changed)} of "
+                 f"{self.n_tensors} tensors changed.", self.summary]
+        if rank_one:
+            lines.append("Rank-one update recovered: " + ", ".join(f"{k} {num(v, 4)}" for k, v in rank_one.items()
+                                                                   if isinstance(v, (int, float, str))))
+        if revert:
+            lines.append(f"Reverted weights written to {revert['out']}; largest difference from the base "
+                         f"{num(revert['max_abs_diff_from_base'], 4)}.")
+        tables = [table(rows)]
+        if explanation:
+            lines.append("Explanation:")
+            tables += dict_tables(explanation)
+        return Section(f"Weight diff: {self.edited}", "diff", "\n".join(line for line in lines if line), tuple(tables))
 
 
 def spectrum(delta: torch.Tensor) -> tuple[torch.Tensor, bool]:

@@ -1,8 +1,8 @@
 """The Gradio app: tabs over the workbench library (``python app.py`` or ``workbench serve``).
 
->>> # demo = build_app("factworld"); demo.launch(server_name="127.0.0.1")
-"""
-from workbench.app.blocks import build_app
-from workbench.app.main import main
+:func:`workbench.app.blocks.build_app` assembles it; :func:`workbench.app.main.main` serves it.
 
-__all__ = ["build_app", "main"]
+>>> from workbench.app.main import parse_args
+>>> parse_args([]).host
+'127.0.0.1'
+"""

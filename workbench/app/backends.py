@@ -1,44 +1,33 @@
-"""The app's only door to ``editing`` and ``probes``: their public APIs, looked up when used.
+"""The app's door to ``editing`` and ``probes``: small compositions of their public APIs.
 
-Those packages are optional for the app: a tab whose package (or function) is missing shows a
-one-line "not available yet" message instead of crashing. No math here either: each function
-names the library call it makes.
+Plain imports, so a renamed function breaks here at import time (and in the import-graph test),
+never as a message in a browser. No math here either: each function names the library call it makes.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator, Sequence
 
+from probes.causal import ALPHAS, steering_curve
+from probes.datasets import BUILTINS, load_dataset
+from probes.plots import causal_figure, pca_figure as probe_pca_figure, sweep_figure
+from probes.store import layer_activations
+from probes.sweep import sweep
 from workbench.errors import WorkbenchError
+
+from editing.apply import applied as apply_for_block, rollback
+from editing.editor import edit
+from editing.export import export
+from editing.requests import EditRequest, current_answer, prepare
+from editing.rome import resolve_layer
+from editing.trace import causal_trace, plot as trace_plot
 
 log = logging.getLogger(__name__)
 
-
-def api(package: str, name: str):
-    """``package.name`` (``package`` may be dotted) or a clear user error if that part of the
-    workbench is not installed yet."""
-    try:
-        module = importlib.import_module(package)
-    except ModuleNotFoundError as exc:
-        if exc.name and package.startswith(exc.name):
-            raise WorkbenchError(f"not available yet: {package} is not part of this version of the workbench") from None
-        raise
-    found = getattr(module, name, None)
-    if found is None:
-        raise WorkbenchError(f"not available yet: {package}.{name} is not part of this version of the workbench")
-    return found
-
-
-def missing(package: str, names: Sequence[str]) -> str | None:
-    """Why a tab cannot work yet (None when ``package`` offers all of ``names``)."""
-    for name in names:
-        try:
-            api(package, name)
-        except WorkbenchError as exc:
-            return str(exc)
-    return None
+__all__ = ["EDIT_METHODS", "PROBE_METHODS", "answer", "applied", "check_prompts", "edit_layer", "edit_request",
+           "edited", "export_model", "pca_figure", "probe_dataset", "probe_datasets", "probe_sweep", "steering",
+           "sweep_figure", "trace", "trace_figure"]
 
 
 @contextmanager
@@ -49,10 +38,8 @@ def applied(session, edits: Sequence[Any]) -> Iterator[Any]:
     first, when the block ends, whatever happens inside it.
     """
     with ExitStack() as stack:
-        if edits:
-            apply_one = api("editing", "applied")
-            for edit in edits:
-                stack.enter_context(apply_one(session, edit))
+        for value in edits:
+            stack.enter_context(apply_for_block(session, value))
         yield session
 
 
@@ -62,13 +49,12 @@ EDIT_METHODS = ("ROME", "MEMIT")
 
 def edit_request(session, prompt: str, subject: str, target: str):
     """A checked ``editing.requests.EditRequest`` (on factworld: paraphrases, neighbours, two-hop filled in)."""
-    request = api("editing.requests", "EditRequest")(prompt, subject, target)
-    return api("editing.requests", "prepare")(session, request)
+    return prepare(session, EditRequest(prompt, subject, target))
 
 
 def edit_layer(session, request, layer: int | None = None) -> int:
     """The layer an edit uses: ``layer`` if given, else editing's choice (its table, or the trace peak)."""
-    return api("editing.rome", "resolve_layer")(session, layer, request)
+    return resolve_layer(session, layer, request)
 
 
 @contextmanager
@@ -76,26 +62,21 @@ def edited(session, request, method: str = "ROME", layer: int | None = None,
            no_cov: bool | None = False) -> Iterator[Any]:
     """``editing.edit`` of a prepared ``request`` for the body only; yields its ``EditResult``.
 
-    The new edits are undone (bit-exactly, by ``editing.undo``) when the body ends, whatever
-    happens; ``result.edits`` are the values to keep. ``no_cov=None``: C = I unless the model
-    ships a covariance corpus (factworld does).
+    The new edits are undone (bit-exactly, by ``editing.apply.rollback``) when the body ends,
+    whatever happens; ``result.edits`` are the values to keep. ``no_cov=None``: C = I unless the
+    model ships a covariance corpus (factworld does).
     """
     if method not in EDIT_METHODS:
         raise WorkbenchError(f"unknown edit method {method!r}: use one of {', '.join(EDIT_METHODS)}")
     if no_cov is None:
         no_cov = session.source.kind != "factworld"
-    depth = len(session.applied_edits)
-    try:
-        result = api("editing", "edit")(session, request, method=method.lower(), layer=layer, no_cov=no_cov,
-                                        prepared=True)
-        yield result
-    finally:
-        api("editing", "undo")(session, len(session.applied_edits) - depth)
+    with rollback(session):
+        yield edit(session, request, method=method.lower(), layer=layer, no_cov=no_cov, prepared=True)
 
 
 def answer(session, prompt: str) -> str:
     """The model's greedy one-word answer to ``prompt`` (``editing.requests.current_answer``)."""
-    return api("editing.requests", "current_answer")(session, prompt)
+    return current_answer(session, prompt)
 
 
 def check_prompts(request) -> list[tuple[str, str, str]]:
@@ -109,19 +90,19 @@ def check_prompts(request) -> list[tuple[str, str, str]]:
 
 def export_model(session, edits: Sequence[Any], folder) -> Any:
     """Save the model with ``edits`` applied and its ``edits.json`` into ``folder`` (editing.export)."""
-    return api("editing.export", "export")(session, list(edits), folder)
+    return export(session, list(edits), folder)
 
 
 # ---- causal tracing --------------------------------------------------------------------------
 def trace(session, prompt: str, subject: str, target: str | None = None):
     """``editing.trace.causal_trace`` of ``prompt`` (``{}`` marks the subject): restore one clean
     state at a time into a run whose subject is blurred with noise."""
-    return api("editing.trace", "causal_trace")(session, prompt, subject, target)
+    return causal_trace(session, prompt, subject, target)
 
 
 def trace_figure(result):
     """The three heatmaps (hidden states, MLP, attention) of a trace in one figure (editing.trace.plot)."""
-    return api("editing.trace", "plot")(result)
+    return trace_plot(result)
 
 
 # ---- probes ----------------------------------------------------------------------------------
@@ -129,39 +110,29 @@ PROBE_METHODS = ("auto", "logistic", "mass-mean", "ridge")
 
 
 def probe_datasets() -> list[str]:
-    """Names of the built-in probe datasets (empty while probes is not installed)."""
-    try:
-        return sorted(api("probes.datasets", "BUILTINS"))
-    except WorkbenchError:
-        return []
+    """Names of the built-in probe datasets."""
+    return sorted(BUILTINS)
 
 
 def probe_dataset(name: str, limit: int | None = None):
     """A probe dataset by built-in name or path; ``limit`` keeps a seeded subset of whole entities."""
-    return api("probes.datasets", "load_dataset")(name, limit=limit)
+    return load_dataset(name, limit=limit)
 
 
 def probe_sweep(session, dataset, method: str = "auto", layers: str = "all"):
     """``probes.sweep.sweep``: a probe per layer on held-out entities, with the random-label control."""
-    return api("probes.sweep", "sweep")(session, dataset, method=None if method == "auto" else method, layers=layers,
-                                        progress=True)
-
-
-def sweep_figure(result):
-    """Score per layer with the control task and selectivity (probes.plots.sweep_figure)."""
-    return api("probes.plots", "sweep_figure")(result)
+    return sweep(session, dataset, method=None if method == "auto" else method, layers=layers, progress=True)
 
 
 def pca_figure(session, dataset, result):
     """The first two principal components of the activations at the sweep's best layer, by label."""
-    x = api("probes.store", "layer_activations")(session, dataset, [result.best_layer], position=result.position)[0]
-    return api("probes.plots", "pca_figure")(x, dataset.labels, dataset.classes,
-                                             f"{dataset.name}: layer {result.best_layer} ({result.position})")
+    x = layer_activations(session, dataset, [result.best_layer], position=result.position)[0]
+    return probe_pca_figure(x, dataset.labels, dataset.classes,
+                            f"{dataset.name}: layer {result.best_layer} ({result.position})")
 
 
 def steering(session, dataset, result, strength: float):
     """``probes.causal.steering_curve`` up to ``strength`` along the best probe, with its figure."""
-    alphas = tuple(a for a in api("probes.causal", "ALPHAS") if a < strength) + (strength,)
-    curve = api("probes.causal", "steering_curve")(session, result.probe, dataset, alphas=alphas,
-                                                   position=result.position)
-    return curve, api("probes.plots", "causal_figure")(curve)
+    alphas = tuple(a for a in ALPHAS if a < strength) + (strength,)
+    curve = steering_curve(session, result.probe, dataset, alphas=alphas, position=result.position)
+    return curve, causal_figure(curve)

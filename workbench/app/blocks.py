@@ -15,11 +15,11 @@ import gradio as gr
 from workbench.app import (tabs_edit, tabs_forensics, tabs_inspect, tabs_model, tabs_probe, tabs_report, tabs_tour,
                            tabs_trace)
 from workbench.app.context import AppContext
+from workbench.app.settings import QUEUE_SIZE, default_output_dir
 from workbench.app.state import ModelPool
 
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 16  # waiting events beyond this are refused with "queue is full"
 TABS = (("1. Tour", tabs_tour), ("2. Model", tabs_model), ("3. Inspect", tabs_inspect), ("4. Trace", tabs_trace),
         ("5. Probe", tabs_probe), ("6. Edit", tabs_edit), ("7. Forensics", tabs_forensics), ("8. Report", tabs_report))
 INTRO = ("# Open Weights Workbench\nThe weights of an open model are public, yet a file of numbers says nothing "
@@ -61,11 +61,6 @@ def build_app(model_spec: str = "factworld", output_dir: str | Path | None = Non
     demo.workbench_output_dir = output_dir
     demo.workbench_pool = pool  # tests check the shared weights end unedited
     return demo
-
-
-def default_output_dir() -> Path:
-    """Where the app writes reports and exported models unless told otherwise."""
-    return Path(os.environ.get("WORKBENCH_APP_OUTPUT", Path.home() / "workbench-app-output"))
 
 
 def launch_options(host: str, port: int, share: bool, output_dir: Path) -> dict:

@@ -1,17 +1,22 @@
-"""Command line of the app: ``python app.py [--model M] [--host H] [--port P] [--share]``."""
+"""Command line of the app: ``python app.py [--model M] [--host H] [--port P] [--share]``, and
+``workbench serve`` with the same options. Parsing imports neither gradio nor torch.
+
+>>> args = parse_args(["--model", "factworld", "--port", "7861"])
+>>> (args.host, args.port, args.share)
+('127.0.0.1', 7861, False)
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import time
 
+from workbench.app.settings import LOCAL_HOSTS, QUEUE_SIZE, default_output_dir
+
 log = logging.getLogger(__name__)
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from workbench.app.blocks import QUEUE_SIZE, default_output_dir
-
-    p = argparse.ArgumentParser(prog="app.py", description="Open Weights Workbench: the interactive app.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The app's options (shared by ``app.py`` and ``workbench serve``)."""
     p.add_argument("--model", default="factworld", help="factworld, a Hugging Face id, or a local HF directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
@@ -21,12 +26,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="reports and exported models go here; the only folder the app serves files from")
     p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="events allowed to wait before 'queue full'")
     p.add_argument("--debug", action="store_true", help="debug logging")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="app.py", description="Open Weights Workbench: the interactive app.")
+    add_arguments(p)
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build the app on ``--model`` and serve it until interrupted."""
-    args = parse_args(argv)
+def serve(args: argparse.Namespace) -> int:
+    """Build the app on ``args.model`` and serve it until interrupted; 2 if it cannot start."""
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from workbench.app.blocks import build_app, launch_options
     from workbench.errors import WorkbenchError
@@ -39,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.share:
         log.warning("--share: creating a PUBLIC link; anyone who has it can run models and edits on this machine")
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in LOCAL_HOSTS:
         log.warning("binding to %s: other machines on the network can reach the app", args.host)
     demo.launch(prevent_thread_lock=True, **launch_options(args.host, args.port, args.share, demo.workbench_output_dir))
     log.info("app ready in %.1f s at http://%s:%d (outputs in %s)", time.perf_counter() - started, args.host,
@@ -51,3 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         demo.close()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python app.py``: parse the options and serve."""
+    return serve(parse_args(argv))

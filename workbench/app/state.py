@@ -68,7 +68,7 @@ class Workspace:
     def command(self, subcommand: str, **options) -> str | None:
         """The CLI command that reproduces a result on this browser's model, or None while edits
         are applied (the command line has no way to say which)."""
-        from workbench.cli import command_line
+        from workbench.cli.options import command_line
 
         return None if self.edits else command_line(subcommand, self.model, **options)
 

@@ -17,9 +17,6 @@ NOTICE = ("Your edits stay in this browser session: other users never see them, 
 
 def build(ctx: AppContext) -> None:
     gr.Markdown(NOTICE)
-    unavailable = backends.missing("editing", ["edit", "applied", "undo"])
-    if unavailable:
-        gr.Markdown(f"**Editing is {unavailable}.**")
     with gr.Row():
         prompt = gr.Textbox(label="prompt with {} for the subject", value="The {} is located in the city of", scale=3)
         subject = gr.Textbox(label="subject", value="Eiffel Tower")

@@ -10,6 +10,9 @@ import re
 
 import gradio as gr
 
+from editing import tamper
+from editing.forensics import diff_checkpoints, recover_rank_one
+from editing.forensics.explain import explain
 from workbench.app import backends
 from workbench.app.context import AppContext
 from workbench.app.forms import text, whole
@@ -34,9 +37,6 @@ def _name(value) -> str:
 
 def build(ctx: AppContext) -> None:
     gr.Markdown(EXPLAIN)
-    unavailable = backends.missing("editing.tamper", ["create", "behaviour", "reveal", "load_copy", "copy_path"])
-    if unavailable:
-        gr.Markdown(f"**The tamper hunt is {unavailable}.**")
     with gr.Row():
         folder = gr.Textbox(label="hunt folder", value=str(ctx.output_dir / "tamper-hunts" / "hunt-1"), scale=3)
         name = gr.Textbox(label="new hunt name (made under the output folder)", value="hunt-1")
@@ -76,27 +76,27 @@ def build(ctx: AppContext) -> None:
         out = ctx.folder("tamper-hunts") / _name(hunt_name)
         seed_value = whole(seed_text, "seed") if str(seed_text or "").strip() else None
         with ctx.pool.use(ctx.pool.workspace().with_model("factworld"), with_edits=False) as session:
-            out = backends.api("editing.tamper", "create")(out, copies=whole(n_copies, "copies"), seed=seed_value,
+            out = tamper.create(out, copies=whole(n_copies, "copies"), seed=seed_value,
                                                            session=session)
-        names = [p.name for p in backends.api("editing.tamper", "copies_of")(out)]
+        names = [p.name for p in tamper.copies_of(out)]
         return f"Hunt ready in `{out}`: {', '.join(names)}. One of them was edited.", str(out)
 
     def compare_copies(workspace, hunt, prompt_text):
-        rows = backends.api("editing.tamper", "behaviour")(text(hunt, "hunt folder"), text(prompt_text, "prompt"))
+        rows = tamper.behaviour(text(hunt, "hunt folder"), text(prompt_text, "prompt"))
         table = [[r["copy"], repr(r["top_token"]), percent(r["prob"]), repr(r["second_token"]),
                   percent(r["second_prob"])] for r in rows]
         return table, workspace.record(f"Tamper hunt, behaviour: {prompt_text}", table=[COMPARE_HEADER] + table)
 
     def trace_copy(workspace, hunt, copy_name, prompt_text, subject_text):
-        session = backends.api("editing.tamper", "load_copy")(text(hunt, "hunt folder"), text(copy_name, "copy"))
+        session = tamper.load_copy(text(hunt, "hunt folder"), text(copy_name, "copy"))
         result = backends.trace(session, text(prompt_text, "prompt"), text(subject_text, "subject"))
         fig, png = figure(backends.trace_figure(result))
         words = describe_trace(result)
         return words, fig, workspace.record(f"Tamper hunt, trace of {copy_name}: {result.prompt}", words, images=[png])
 
     def diff_copy(workspace, hunt, copy_name):
-        path = backends.api("editing.tamper", "copy_path")(text(hunt, "hunt folder"), text(copy_name, "copy"))
-        report = backends.api("editing.forensics", "diff_checkpoints")("factworld", str(path))
+        path = tamper.copy_path(text(hunt, "hunt folder"), text(copy_name, "copy"))
+        report = diff_checkpoints("factworld", str(path))
         rows = [[d.name, str(d.layer), f"{d.rel_change:.3g}", str(d.rank)] for d in report.changed]
         words = f"**{path.name}**: signature **{report.signature}**. {report.summary}."
         return words, rows, workspace.record(f"Tamper hunt, weight diff of {path.name}", words,
@@ -104,20 +104,20 @@ def build(ctx: AppContext) -> None:
 
     def explain_copy(workspace, hunt, copy_name):
         hunt, copy_name = text(hunt, "hunt folder"), text(copy_name, "copy")
-        path = backends.api("editing.tamper", "copy_path")(hunt, copy_name)
-        report = backends.api("editing.forensics", "diff_checkpoints")("factworld", str(path))
+        path = tamper.copy_path(hunt, copy_name)
+        report = diff_checkpoints("factworld", str(path))
         if report.signature != "rome":
             words = f"**{path.name}**: signature **{report.signature}**, no single rank-one edit to explain."
         else:
-            recovery = backends.api("editing.forensics", "recover_rank_one")("factworld", str(path), report)
-            edited = backends.api("editing.tamper", "load_copy")(hunt, copy_name)
+            recovery = recover_rank_one("factworld", str(path), report)
+            edited = tamper.load_copy(hunt, copy_name)
             with ctx.pool.use(ctx.pool.workspace().with_model("factworld"), with_edits=False) as base:
-                ex = backends.api("editing.forensics.explain", "explain")(base, edited, recovery)
+                ex = explain(base, edited, recovery)
             words = f"**{path.name}**, layer {ex.layer}:\n\n" + "\n".join(f"- {line}" for line in ex.lines()[:4])
         return words, workspace.record(f"Tamper hunt, explanation of {path.name}", words)
 
     def reveal(workspace, hunt, guess_text):
-        key = backends.api("editing.tamper", "reveal")(text(hunt, "hunt folder"))
+        key = tamper.reveal(text(hunt, "hunt folder"))
         seal = ("The seal matches: this answer was fixed when the hunt was made." if key["sealed_ok"] else
                 "**The seal does not match: the answer file was changed after the hunt was made.**")
         verdict = ""

@@ -28,9 +28,6 @@ class LastSweep:
 
 def build(ctx: AppContext) -> None:
     gr.Markdown(EXPLAIN)
-    unavailable = backends.missing("probes.sweep", ["sweep"])
-    if unavailable:
-        gr.Markdown(f"**Probes are {unavailable}.**")
     names = backends.probe_datasets()
     default = "factworld_country" if "factworld_country" in names else (names[0] if names else None)
     with gr.Row():

@@ -15,9 +15,6 @@ EXPLAIN = ("Blur the subject's words with noise, then restore one hidden state a
 
 def build(ctx: AppContext) -> None:
     gr.Markdown(EXPLAIN)
-    unavailable = backends.missing("editing.trace", ["causal_trace", "plot"])
-    if unavailable:
-        gr.Markdown(f"**Causal tracing is {unavailable}.**")
     with gr.Row():
         prompt = gr.Textbox(label="prompt with {} for the subject", value="The {} is located in the city of",
                             scale=3)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli import add_json_option, add_report_option, load_from_args
+from workbench.cli.options import add_json_option, add_report_option, load_from_args
+from workbench.tokens import ONE_VECTOR
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("logistic", "mass-mean", "ridge"), default=None,
                    help="default: logistic for classes, ridge for values")
     p.add_argument("--layers", default="all", help="all, or comma-separated layers (negative from the end)")
-    p.add_argument("--position", choices=("last", "subject_last", "mean"), default=None,
+    p.add_argument("--position", choices=ONE_VECTOR, default=None,
                    help="default: the dataset's (last for statements, subject_last for entities)")
     p.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
                    help="fit the random-label control task and report selectivity (default on)")
@@ -110,13 +111,13 @@ def cmd_probe(args):
 
     def report():  # drawn only for --report
         from workbench.plots import png_bytes
-        from workbench.report import ModelCard, Report, sweep_section
+        from workbench.report import ModelCard, Report
 
         images = [png_bytes(plots.sweep_figure(result))]
         if args.causal:
             images.append(png_bytes(plots.causal_figure(curve)))
         return Report(f"Probe sweep: {dataset.name}", (ModelCard.from_session(session),),
-                      (sweep_section(out, images),))
+                      (result.to_section(images, curve if args.causal else None),))
 
     return out, _text(out), report
 
@@ -215,9 +216,9 @@ def cmd_probe_shift(args):
 
     def report():
         from workbench.plots import png_bytes
-        from workbench.report import ModelCard, Report, edit_section, shift_section
+        from workbench.report import ModelCard, Report
 
         return Report(f"Probe shift: {args.subject} ->{request.target_new}", (ModelCard.from_session(session),),
-                      (edit_section(out["edit"]), shift_section(out["shift"], png_bytes(shift_figure(shift)))))
+                      (made.to_section(), shift.to_section(png_bytes(shift_figure(shift)))))
 
     return out, "\n".join(lines), report

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli import add_json_option, add_report_option, load_from_args
+from workbench.cli.options import add_json_option, add_report_option, load_from_args
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -50,10 +50,6 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     add_json_option(p)
     p.set_defaults(handler=cmd_edit_bench)
 
-    from editing.provenance_commands import register as register_provenance  # verify, tamper-hunt
-
-    register_provenance(subparsers, common)
-
 
 def _stats_options(p) -> None:
     p.add_argument("--corpus", default=None, help="text file, folder, or HF dataset name (factworld: its corpus)")
@@ -85,10 +81,10 @@ def cmd_trace(args):
                      f"token {result.tokens[token]!r}")
 
     def report():  # drawn only for --report
-        from workbench.report import ModelCard, Report, trace_section
+        from workbench.report import ModelCard, Report
 
         return Report(f"Causal trace: {args.subject}", (ModelCard.from_session(session),),
-                      (trace_section(result.to_dict(), plots.png_bytes(plot(result))),))
+                      (result.to_section(plots.png_bytes(plot(result))),))
 
     return result.to_dict(), "\n".join(lines), report
 
@@ -131,16 +127,17 @@ def cmd_edit(args):
             + (f"\nsaved to {out['saved']}" if args.save else ""))
 
     def report():
-        from workbench.report import ModelCard, Report, edit_section
+        from workbench.report import ModelCard, Report
 
         card = ModelCard.from_session(session, base_weights_hash=base_hash)
-        return Report(f"Edit: {requests[0].subject} ->{requests[0].target_new}", (card,), (edit_section(out),))
+        return Report(f"Edit: {requests[0].subject} ->{requests[0].target_new}", (card,),
+                      (result.to_section(out.get("saved")),))
 
     return out, text, report
 
 
 def cmd_edit_bench(args):
-    from editing.benchmark import run_benchmark
+    from editing.quality_bench import run_benchmark
 
     session = load_from_args(args)
     kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}

@@ -214,5 +214,3 @@ def probes_speed(quick: bool = False, device: str = "cpu") -> dict:
                                   logistic[0].shape[2]], "ridge_shape": [ridge[0].shape[0], ridge[0].shape[1]]}
     return out
 
-
-BENCHMARKS = {"probes": probes_speed}

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from workbench.bench import best_time, bench_prompts, gpt2_small_session
+from workbench.speed_bench import best_time, bench_prompts, gpt2_small_session
 from workbench.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
@@ -144,5 +144,3 @@ def editing_speed(quick: bool = False, device: str = "cpu") -> dict:
     results |= {f"{k}_factworld": v for k, v in trace_cost(fw, fw_plain, request, 10, 1 if quick else 2).items()}
     return results
 
-
-BENCHMARKS = {"editing": editing_speed}

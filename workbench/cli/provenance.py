@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli import add_json_option
+from workbench.cli.options import add_json_option
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:

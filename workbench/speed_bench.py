@@ -17,9 +17,6 @@ from workbench import sites
 from workbench.activations import collect
 from workbench.tokens import encode
 
-BENCH_MODULES = ("workbench.bench", "editing.bench", "probes.bench")
-
-
 def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
     """Fastest of ``repeats`` runs after one warm-up (the least noisy estimate on a shared machine);
     each run waits for queued GPU work, if any, before it is timed as finished."""
@@ -70,5 +67,3 @@ def core_speed(quick: bool = False, device: str = "cpu") -> dict:
             "core_model": f"gpt2 random-init, {session.n_layers} layers, d_model {session.info.d_model}",
             "core_plain_forward_s": round(plain_s, 4), "core_device": str(session.device)}
 
-
-BENCHMARKS = {"core": core_speed}

@@ -6,13 +6,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workbench.cli import add_json_option, add_report_option
+from workbench.cli.options import add_json_option, add_report_option
+
+# what the parser offers, without importing the library (tests keep these equal to
+# editing.forensics.explain.SCORES and editing.forensics.spectral's STATISTICS and defaults)
+SCORES = ("whitened", "cosine", "raw")
+STATISTICS = ("sigma_ratio", "sigma_bulk")
+DEFAULT_STATISTIC = "sigma_ratio"
+DEFAULT_THRESHOLD = 4.0
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
-    from editing.forensics.explain import SCORES
-    from editing.forensics.spectral import DEFAULT_STATISTIC, DEFAULT_THRESHOLD, STATISTICS
-
     p = subparsers.add_parser("diff", help="was this checkpoint edited, where, and how? (streamed weight diff)")
     p.add_argument("--base", required=True, help="the original checkpoint (any model spec)")
     p.add_argument("--edited", required=True, help="the checkpoint to examine (any model spec)")
@@ -95,10 +99,11 @@ def cmd_diff(args):
         lines.append("--revert needs a single rank-one edit; nothing written")
 
     def report_():  # the checkpoints are not loaded: their cards hash the weight files
-        from workbench.report import ModelCard, Report, diff_section
+        from workbench.report import ModelCard, Report
 
         cards = (ModelCard.from_checkpoint(args.base, "base"), ModelCard.from_checkpoint(args.edited, "edited"))
-        return Report(f"Weight diff: {args.edited} against {args.base}", cards, (diff_section(result),))
+        section = report.to_section(result.get("rank_one"), result.get("revert"), result.get("explain"))
+        return Report(f"Weight diff: {args.edited} against {args.base}", cards, (section,))
 
     return result, "\n".join(lines), report_
 

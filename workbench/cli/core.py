@@ -1,9 +1,9 @@
-"""Core CLI commands: info, generate, lens, weights, factworld, bench. Composition only, no math."""
+"""Core CLI commands: info, generate, lens, weights, factworld. Composition only, no math."""
 from __future__ import annotations
 
 import argparse
 
-from workbench.cli import add_json_option, load_from_args
+from workbench.cli.options import add_json_option, load_from_args
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -46,14 +46,6 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     e = sub.add_parser("eval", parents=[common], help="recall on training, held-out and two-hop phrasings")
     add_json_option(e)
     e.set_defaults(handler=cmd_factworld_eval)
-
-    p = subparsers.add_parser("bench", help="speed ratios measured in one run (JSON)")
-    p.add_argument("--only", action="append", default=None, help="run only this benchmark (repeatable)")
-    p.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke test)")
-    p.add_argument("--device", default="cpu", help="auto|cpu|cuda: where the core benchmark and our probe fits run "
-                   "(scikit-learn and the editing benchmark stay on the CPU)")
-    add_json_option(p)
-    p.set_defaults(handler=cmd_bench)
 
 
 def cmd_info(args):
@@ -116,18 +108,6 @@ def cmd_factworld_eval(args):
     session = load_from_args(args)
     scores = factworld.evaluate(session)
     return scores, "\n".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in scores.items())
-
-
-def cmd_bench(args):
-    from workbench.bench import BENCH_MODULES
-    from workbench.cli import optional_modules
-
-    results: dict = {}
-    for module in optional_modules(BENCH_MODULES):
-        for name, run in module.BENCHMARKS.items():
-            if args.only is None or name in args.only:
-                results |= run(quick=args.quick, device=args.device)
-    return results, "\n".join(f"{k}: {v}" for k, v in results.items())
 
 
 def _tty() -> bool:

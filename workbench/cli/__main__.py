@@ -1,0 +1,6 @@
+"""``python -m workbench.cli ...`` is the ``workbench`` command."""
+import sys
+
+from workbench.cli.main import main
+
+sys.exit(main())
