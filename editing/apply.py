@@ -7,10 +7,18 @@ restores in a ``finally`` when anything fails mid-edit (MEMIT applies layer by l
 
 Invariant: ``session.applied_edits`` lists exactly the edits now in the weights, oldest first.
 
->>> # edit = rome.compute(session, request)          # nothing changed yet
->>> # apply_edit(session, edit); undo(session)       # weights bit-identical again
->>> # with applied(session, edit): ...               # temporary edit
->>> # with rollback(session): ...                    # whatever the body applies is undone after it
+>>> import torch, workbench
+>>> s = workbench.load("factworld")
+>>> change = Edit("by hand", (), (RankOneUpdate(0, torch.ones(s.info.d_model), torch.ones(s.info.d_mlp)),))
+>>> before = s.weights_hash()
+>>> record = apply_edit(s, change)              # in the weights now
+>>> [e.method for e in undo(s)], s.weights_hash() == before    # bit-identical again
+(['by hand'], True)
+>>> with applied(s, change):                    # a temporary edit
+...     s.weights_hash() == before
+False
+>>> s.weights_hash() == before
+True
 """
 from __future__ import annotations
 
@@ -172,9 +180,15 @@ def rollback(session) -> Iterator[None]:
     """When the body ends, however it ends, undo every edit it applied (bit-exactly, newest first);
     edits that were in the weights before it stay.
 
-    >>> # with rollback(session):
-    >>> #     edit(session, request)       # applied now ...
-    >>> # session.applied_edits            # ... and undone here
+    >>> import torch, workbench
+    >>> s = workbench.load("factworld")
+    >>> change = Edit("by hand", (), (RankOneUpdate(0, torch.ones(s.info.d_model), torch.ones(s.info.d_mlp)),))
+    >>> with rollback(s):
+    ...     record = apply_edit(s, change)   # applied now ...
+    ...     len(s.applied_edits)
+    1
+    >>> len(s.applied_edits)                # ... and undone here
+    0
     """
     depth = len(session.applied_edits)
     try:

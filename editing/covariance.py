@@ -7,8 +7,11 @@ the keys depend on (embeddings, blocks below the layer, the layer's own input si
 MLP output projections at this layer or above keep the cache valid), the layer, the corpus hash
 and the token count.
 
->>> # stats = layer_stats(session, layer=5)           # computed once, then read from the cache
->>> # stats.cov.shape == (session.info.d_mlp, session.info.d_mlp)
+>>> import workbench
+>>> s = workbench.load("factworld")
+>>> stats = layer_stats(s, layer=0)           # computed once, then read from the cache
+>>> stats.cov.shape == (s.info.d_mlp, s.info.d_mlp), stats.corpus
+(True, 'factworld')
 """
 from __future__ import annotations
 
@@ -182,7 +185,9 @@ def layer_stats(session, layer: int, corpus: str | None = None, tokens: int = DE
                 use_cache: bool = True, progress: bool | None = None) -> LayerStats:
     """C at ``layer`` from the cache, or computed (and cached) when missing.
 
-    >>> # layer_stats(load("factworld"), 3).tokens
+    >>> import workbench
+    >>> layer_stats(workbench.load("factworld"), 0, tokens=20_000).tokens
+    20000
     """
     layer = check_layer(layer, session.n_layers)
     if tokens < 1:

@@ -7,7 +7,13 @@ top token after a two-hop prompt starts the expected answer) and fluency (weight
 entropy of greedy generations, as in ROME). As in CounterFact, "beats" compares the answers'
 mean log-probability per token (teacher-forced), so answers of different lengths compare fairly.
 
->>> # scores = evaluate(session, [request]); scores.means["efficacy"]
+>>> import workbench
+>>> from editing.requests import EditRequest, prepare
+>>> s = workbench.load("factworld")
+>>> request = prepare(s, EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"))
+>>> scores = evaluate(s, [request], fluency_prompts=0)    # before any edit: Paris still wins
+>>> scores.means["efficacy"], scores.means["neighborhood"]
+(0.0, 1.0)
 """
 from __future__ import annotations
 

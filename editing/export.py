@@ -15,9 +15,18 @@ directory appends a step to that directory's history. ``manifest_sha256`` is the
 canonical JSON of everything else: it shows accidental or casual edits of the manifest (it is an
 integrity check, not a signature: whoever rewrites the file can recompute it).
 
->>> # save(session, "eiffel-in-rome")      # -> model.safetensors, config.json, tokenizer, edits.json
->>> # s2 = workbench.load("eiffel-in-rome"); editing.edit(s2, ...); save(s2, "then-louvre-in-oslo")
->>> # json.load(open("then-louvre-in-oslo/edits.json"))["history"]   -> two steps
+>>> import json, tempfile, workbench, editing
+>>> root = tempfile.mkdtemp()
+>>> s = workbench.load("factworld")
+>>> _ = editing.edit(s, editing.EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"),
+...                  no_cov=True, score=False)
+>>> first = save(s, root + "/eiffel-in-rome")   # model.safetensors, config.json, tokenizer, edits.json
+>>> s2 = workbench.load(str(first))
+>>> _ = editing.edit(s2, editing.EditRequest("The {} is located in the city of", "Louvre", "Oslo"),
+...                  no_cov=True, score=False)
+>>> second = save(s2, root + "/then-louvre-in-oslo")
+>>> len(json.loads((second / "edits.json").read_text())["history"])   # the way from the base: two steps
+2
 """
 from __future__ import annotations
 

@@ -9,7 +9,14 @@ applied before the next layer's keys are read. The update of a layer is stored a
 
 Weights change while MEMIT runs; :func:`editing.apply.guard` restores them if anything fails.
 
->>> # edit, saved = compute_and_apply(session, requests, MemitHparams(layers=(2, 3, 4)))
+>>> import workbench
+>>> from editing import EditRequest, prepare, undo
+>>> s = workbench.load("factworld")
+>>> requests = [prepare(s, EditRequest("The {} is located in the city of", subject, target))
+...             for subject, target in (("Eiffel Tower", "Rome"), ("Colosseum", "Paris"))]
+>>> record = compute_and_apply(s, requests, MemitHparams(layers=(0, 1), mom2_weight=FACTWORLD_MOM2_WEIGHT, no_cov=True))
+>>> record.edit.layers, len(undo(s))
+([0, 1], 1)
 """
 from __future__ import annotations
 

@@ -4,7 +4,10 @@
 edits piled up one after another, scored after each ``every`` edits (does the model collapse?);
 ``memit``: all requests in one batch.
 
->>> # run_benchmark(load("factworld"), "memit", n=100)["after"]["efficacy"]
+>>> import workbench
+>>> result = run_benchmark(workbench.load("factworld"), "rome", n=2, no_cov=True)
+>>> result["after"]["efficacy"]
+1.0
 """
 from __future__ import annotations
 

@@ -7,8 +7,16 @@ model passes to each block during one clean forward (attention mask, rotary posi
 embeddings, position ids: per block, so mixed sliding-window layouts stay exact) and later calls
 the blocks from ``start`` upwards itself. Bridge hooks inside those blocks still fire.
 
->>> # blocks = capture(session, batch)            # one full forward
->>> # logits = blocks.run(session, hidden, start=5, positions=last)  # blocks 5.. + unembedding
+>>> import torch, workbench
+>>> from workbench import sites
+>>> from workbench.tokens import encode, last_positions
+>>> s = workbench.load("factworld")
+>>> batch = encode(s, ["The Eiffel Tower is located in the city of"])
+>>> stored = {}
+>>> blocks, logits = capture(s, batch, storing(stored, [sites.resid_pre(3)]))    # one full forward
+>>> resumed = blocks.run(s, stored[sites.resid_pre(3)], start=3, positions=last_positions(batch))  # blocks 3..
+>>> torch.allclose(resumed[0], logits[0, -1], atol=1e-4)
+True
 """
 from __future__ import annotations
 

@@ -13,9 +13,15 @@ clamped). Adding the same delta everywhere, as the reference code does, overstat
 where a context's key is far from the average: on factworld, a subject that starts the prompt
 has g ≈ 0.6-0.9 in the plain prompt, and two of 120 benchmark edits failed there only.
 
->>> # edit = compute(session, prepare(session, EditRequest("The {} is located in the city of",
->>> #                                                        "Eiffel Tower", "Rome")))
->>> # apply_edit(session, edit)
+>>> import workbench
+>>> from editing import EditRequest, apply_edit, prepare, undo
+>>> from editing.requests import current_answer
+>>> s = workbench.load("factworld")
+>>> request = prepare(s, EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"))
+>>> edit = compute(s, request, RomeHparams(layer=0, no_cov=True))    # nothing changed yet
+>>> record = apply_edit(s, edit)
+>>> current_answer(s, request.text), len(undo(s))
+(' Rome', 1)
 """
 from __future__ import annotations
 

@@ -3,7 +3,10 @@
 A target may span several tokens (" New York"); prompt and target are tokenised together (as the
 model would read them) and the target's tokens are found from the character offsets.
 
->>> # score(session, ["The Eiffel Tower is located in the city of"], [" Paris"]).exp()
+>>> import workbench
+>>> s = workbench.load("factworld")
+>>> float(score(s, ["The Eiffel Tower is located in the city of"], [" Paris"]).exp()) > 0.9   # P(" Paris")
+True
 """
 from __future__ import annotations
 
@@ -82,7 +85,11 @@ def score(session, prompts: Sequence[str], targets: Sequence[str], batch_size: i
 def next_token_logits(session, prompts: Sequence[str], batch_size: int = 64) -> Iterator[Float[Tensor, "b vocab"]]:
     """The next-token logits after each prompt (its last real token), one batch of prompts at a time.
 
-    >>> # ids = [i for logits in next_token_logits(session, prompts) for i in logits.argmax(-1).tolist()]
+    >>> import workbench
+    >>> s = workbench.load("factworld")
+    >>> logits = next(next_token_logits(s, ["The Eiffel Tower is located in the city of"]))
+    >>> s.tokenizer.decode(logits[0].argmax())
+    ' Paris'
     """
     for chunk in batches(len(prompts), batch_size):
         batch = encode(session, prompts[chunk])

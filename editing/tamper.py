@@ -9,9 +9,13 @@ compares the copies (behaviour, causal trace, weight diff), then :func:`reveal` 
 and checks it against the seal (``answer.json`` is plain JSON: the seal shows it was not changed
 after the hunt was made; pass ``answer`` to keep it outside the hunt folder).
 
->>> # hunt = create("/tmp/hunt", copies=5, seed=7)
->>> # [row["top_token"] for row in behaviour("/tmp/hunt", "The city of {} is in")]
->>> # reveal("/tmp/hunt")["edited_copy"]      -> "copy_3"
+>>> import tempfile
+>>> hunt = create(tempfile.mkdtemp() + "/hunt", copies=3, seed=7)
+>>> [row["copy"] for row in behaviour(hunt, "The Eiffel Tower is located in the city of")]
+['copy_1', 'copy_2', 'copy_3']
+>>> key = reveal(hunt)
+>>> key["sealed_ok"], key["edited_copy"] in ("copy_1", "copy_2", "copy_3")
+(True, True)
 """
 from __future__ import annotations
 

@@ -13,8 +13,11 @@ equal the corrupted probability and are not run. The reference code runs one ful
 cell. ``method="attribution"``: attribution patching, the whole grid from one forward and one
 backward pass (a first-order estimate; see its rank correlation with the exact grid).
 
->>> # r = causal_trace(session, "The {} is located in the city of", "Eiffel Tower")
->>> # r.scores["mlp"].shape == (session.n_layers, len(r.tokens))
+>>> import workbench
+>>> s = workbench.load("factworld")
+>>> r = causal_trace(s, "The {} is located in the city of", "Eiffel Tower", kinds="mlp", samples=3)
+>>> r.target, r.scores["mlp"].shape == (s.n_layers, len(r.tokens))
+(' Paris', True)
 """
 from __future__ import annotations
 

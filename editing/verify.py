@@ -16,8 +16,13 @@ Checks, each with a one-line verdict (``pass`` / ``fail`` / ``skip``):
 A missing base leaves the replays skipped and the verdict ``incomplete``; any failure makes it
 ``failed``; ``verified`` needs every check to pass.
 
->>> # report = verify("eiffel-in-rome")
->>> # report.verdict, [c.line() for c in report.checks]
+>>> import tempfile, workbench, editing
+>>> s = workbench.load("factworld")
+>>> _ = editing.edit(s, editing.EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"),
+...                  no_cov=True, score=False)
+>>> saved = editing.save(s, tempfile.mkdtemp() + "/eiffel-in-rome")
+>>> verify(saved).verdict                      # every check, the replayed optimisation too
+'verified'
 """
 from __future__ import annotations
 

@@ -7,8 +7,13 @@ units of a typical residual vector). The model's next-token probabilities of the
 the original answer are read at the last position, for every α, next to the same push along a
 random direction of equal norm (the baseline any push produces).
 
->>> # r = steering_curve(session, result.probe, load_dataset("factworld_country"), alphas=(0, 0.5, 1))
->>> # [row["p_target"] for row in r.rows]      # rises with α if the model uses the direction
+>>> import workbench
+>>> from probes import load_dataset, sweep
+>>> s, ds = workbench.load("factworld"), load_dataset("factworld_country")
+>>> probe = sweep(s, ds, layers="0", seeds=(0,), control=False).probe
+>>> r = steering_curve(s, probe, ds, alphas=(0, 2), n_prompts=16)
+>>> r.rows[-1]["p_target"] > max(r.rows[0]["p_target"], r.rows[-1]["p_target_random"])  # the model uses it
+True
 """
 from __future__ import annotations
 

@@ -1,8 +1,12 @@
 """Probe figures in the workbench style: metric vs layer with the control line, PCA by label,
 and the causal-check curve.
 
->>> # from workbench.plots import save_png
->>> # save_png(sweep_figure(result), "sweep.png")
+>>> import workbench
+>>> from probes import load_dataset, sweep
+>>> result = sweep(workbench.load("factworld"), load_dataset("factworld_truth", limit=120), layers="0,3", seeds=(0,))
+>>> figure = sweep_figure(result)   # workbench.plots.save_png(figure, "sweep.png") writes it
+>>> len(figure.axes) >= 1
+True
 """
 from __future__ import annotations
 

@@ -6,8 +6,12 @@ batch into a memory map (memory stays bounded for large sets) and renamed into p
 complete, so a reader never sees a half-written file. The cache lives in
 ``$WORKBENCH_CACHE/activations`` (default ``~/.cache/open-weights-workbench/activations``).
 
->>> # acts = layer_activations(session, load_dataset("cities"), layers=range(session.n_layers))
->>> # acts.shape  -> (n_layers, 1496, d_model), read from the cache the second time
+>>> import workbench
+>>> from probes.datasets import load_dataset
+>>> s, cities = workbench.load("factworld"), load_dataset("cities", limit=60)
+>>> acts = layer_activations(s, cities, layers=[0, 5])   # read from the cache the second time
+>>> acts.shape == (2, len(cities), s.info.d_model)
+True
 """
 from __future__ import annotations
 
@@ -64,8 +68,12 @@ def resolve_position(dataset: ProbeDataset, position: Position | None) -> Positi
 class ActivationStore:
     """Cached activations of one (session weights, dataset, position).
 
-    >>> # store = ActivationStore(session, dataset)
-    >>> # x = store.layers([0, 5, 11])     # (3, n, d_model) float32, memory-mapped from disk
+    >>> import workbench
+    >>> from probes.datasets import load_dataset
+    >>> store = ActivationStore(workbench.load("factworld"), load_dataset("cities", limit=60))
+    >>> x = store.layers([0, 2, 5])        # (3, n, d_model) float32, memory-mapped from disk
+    >>> x.shape[0], x.dtype
+    (3, torch.float32)
     """
 
     def __init__(self, session, dataset: ProbeDataset, position: Position | None = None, kind: str = "resid_post",

@@ -9,8 +9,10 @@ where it computes).
 
 >>> check_position("mean", ONE_VECTOR, "probes")
 'mean'
->>> # batch = encode(session, ["The Eiffel Tower is in", "Rome is"])
->>> # last_positions(batch)  -> tensor([5, 2])  (index of each prompt's last real token)
+>>> import workbench
+>>> batch = encode(workbench.load("factworld"), ["The Eiffel Tower is in", "Rome is"])
+>>> last_positions(batch).tolist(), subject_last_positions(batch, ["Eiffel Tower", "Rome"]).tolist()
+([7, 3], [5, 2])
 """
 from __future__ import annotations
 

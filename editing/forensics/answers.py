@@ -65,8 +65,11 @@ def answer_rises(base, edited, questions: Sequence[Question], k: int | None = 5)
     over the question's prompts). Candidates that would not fit the model's context after the
     question's longest prompt are left out.
 
-    >>> # rows = answer_rises(load("factworld"), load("/tmp/eiffel-in-rome"), subject_questions("Eiffel Tower"))
-    >>> # rows[0]["answer"], rows[0]["question"]                  -> (" Rome", "landmark_city")
+    >>> import workbench
+    >>> s = workbench.load("factworld")
+    >>> rows = answer_rises(s, s, subject_questions("Eiffel Tower"))   # the same model twice: nothing rose
+    >>> max(abs(row["rise"]) for row in rows) < 1e-6
+    True
     """
     rows = []
     for q in questions:

@@ -12,8 +12,14 @@ difference (from its singular values). The pattern over tensors names the kind o
 | fine-tune  | many tensors, broad high-rank change with a decaying spectrum          |
 | other      | anything else (e.g. one tensor replaced wholesale)                     |
 
->>> # report = diff_checkpoints("factworld", "/tmp/edited-factworld")
->>> # report.signature, report.changed[0].layer, report.changed[0].rank  -> ("rome", 4, 1)
+>>> import tempfile, workbench, editing
+>>> s = workbench.load("factworld")
+>>> _ = editing.edit(s, editing.EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"),
+...                  no_cov=True, score=False)
+>>> edited = str(editing.save(s, tempfile.mkdtemp() + "/eiffel-in-rome"))
+>>> report = diff_checkpoints("factworld", edited)
+>>> report.signature, report.changed[0].layer, report.changed[0].rank
+('rome', 0, 1)
 """
 from __future__ import annotations
 

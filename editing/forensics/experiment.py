@@ -7,8 +7,9 @@ with :func:`editing.save` to a temporary directory; then :func:`diff_checkpoints
 :func:`recover_rank_one`, :func:`explain`, :func:`revert` and :func:`spectral_scan` run on the saved
 checkpoint exactly as ``workbench diff`` / ``workbench scan`` would.
 
->>> # result = run_experiment(n_edits=3, seed=0)
->>> # result.summary["subject_top3_rate"]
+>>> result = run_experiment(n_edits=1, seed=0, n_null=1, score="cosine")
+>>> result.summary["n_edits"], result.summary["layer_module_found_rate"]
+(1, 1.0)
 """
 from __future__ import annotations
 

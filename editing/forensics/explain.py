@@ -22,9 +22,16 @@ it supports (:mod:`editing.forensics.answers`). The prompts read are the top sub
 other top candidates share its last words ("Kingdom of Iraq" and "Iraq": nearly the same key);
 then each is read and the one whose claim has the most evidence is the subject the edit speaks of.
 
->>> # import workbench
->>> # ex = explain(workbench.load("factworld"), workbench.load("/tmp/eiffel-in-rome"), recovery)
->>> # ex.subjects[0].subject, ex.claim["answer"]              -> ("Eiffel Tower", " Rome")
+>>> import tempfile, workbench, editing
+>>> s = workbench.load("factworld")
+>>> _ = editing.edit(s, editing.EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"),
+...                  no_cov=True, score=False)
+>>> edited = str(editing.save(s, tempfile.mkdtemp() + "/eiffel-in-rome"))
+>>> from editing.forensics import diff_checkpoints, recover_rank_one
+>>> recovery = recover_rank_one("factworld", edited, diff_checkpoints("factworld", edited))
+>>> ex = explain(workbench.load("factworld"), workbench.load(edited), recovery, score="cosine")
+>>> ex.subjects[0].subject, ex.claim["answer"]
+('Eiffel Tower', ' Rome')
 """
 from __future__ import annotations
 
@@ -290,7 +297,11 @@ class Reading:
 def read_subject(base, edited, subject: str, answers: Sequence[str] = ()) -> Reading:
     """What the edit changed on ``subject``'s questions, and the claim it supports.
 
-    >>> # read_subject(load("factworld"), load("/tmp/eiffel-in-rome"), "Eiffel Tower").claim["answer"]  -> " Rome"
+    >>> import workbench
+    >>> base, edited = workbench.load("factworld"), workbench.load("factworld")
+    >>> reading = read_subject(base, edited, "Eiffel Tower")   # nothing was edited: no evidence for any answer
+    >>> abs(reading.claim["evidence"]) < 1e-9, reading.answers     # and no new answer
+    (True, ())
     """
     questions = subject_questions(subject, answers)
     rows, new_answers, risers = writes_on(base, edited, tuple(dict.fromkeys(p for q in questions for p in q.prompts)))
@@ -308,9 +319,8 @@ def explain(base, edited, recovery: RankOneRecovery, candidates: Sequence[str] |
     ``base``/``edited``: loaded sessions of the two checkpoints; ``candidates``: subjects (default:
     the factworld knowledge base) or precomputed :class:`CandidateKeys`; ``stats``: key statistics
     for the whitened score (default: :func:`default_stats`); ``answers``: extra candidate answers
-    (outside factworld, the only ones besides both models' greedy answers).
-
-    >>> # ex = explain(load("factworld"), load("/tmp/edited"), recover_rank_one("factworld", "/tmp/edited", report))
+    (outside factworld, the only ones besides both models' greedy answers). The module docstring
+    has a worked example.
     """
     layer = recovery.layer
     if layer is None or not 0 <= layer < base.n_layers:

@@ -4,8 +4,15 @@
 responds to). Both are returned in the ``(d_out, d_in)`` orientation whatever the storage
 layout (GPT-2's Conv1D stores ``(d_in, d_out)``).
 
->>> # rec = recover_rank_one("factworld", "/tmp/edited", report)
->>> # rec.layer, rec.relative_residual   -> (4, 1e-7)
+>>> import tempfile, workbench, editing
+>>> s = workbench.load("factworld")
+>>> _ = editing.edit(s, editing.EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"),
+...                  no_cov=True, score=False)
+>>> edited = str(editing.save(s, tempfile.mkdtemp() + "/eiffel-in-rome"))
+>>> from editing.forensics import diff_checkpoints
+>>> rec = recover_rank_one("factworld", edited, diff_checkpoints("factworld", edited))
+>>> rec.layer, rec.relative_residual < 1e-5
+(0, True)
 """
 from __future__ import annotations
 

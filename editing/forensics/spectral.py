@@ -14,8 +14,9 @@ The layer with the largest z is the suspect; it is flagged when z exceeds a thre
 No base is needed, but nothing guarantees that an unedited model has no naturally odd layer:
 the false-alarm rate has to be measured (see :mod:`editing.forensics.experiment`).
 
->>> # scan = spectral_scan("/tmp/edited-factworld")
->>> # scan.flagged, scan.suspect, scan.z                -> (True, 0, 7.4)
+>>> scan = spectral_scan("factworld")     # an unedited model: no layer stands out
+>>> scan.flagged
+False
 """
 from __future__ import annotations
 
