@@ -1,13 +1,11 @@
 """Edit forensics: was this checkpoint edited, where, and to say what?
 
->>> import tempfile, workbench, editing
->>> s = workbench.load("factworld")
->>> _ = editing.edit(s, editing.EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome"),
-...                  no_cov=True, score=False)
->>> edited = str(editing.save(s, tempfile.mkdtemp() + "/eiffel-in-rome"))
->>> from editing.forensics import diff_checkpoints
->>> diff_checkpoints("factworld", edited).signature
-'rome'
+>>> import tempfile, torch
+>>> from editing.forensics.tensors import TensorIndex, rewrite_checkpoint
+>>> changed = rewrite_checkpoint(TensorIndex("factworld"), tempfile.mkdtemp() + "/changed",
+...                              lambda name, w: w + 1e-3 * torch.randn_like(w))   # every tensor moved a little
+>>> diff_checkpoints("factworld", str(changed)).signature      # (a ROME edit reads 'rome': see .diff)
+'fine-tune'
 """
 from editing.forensics.diff import DiffReport, TensorDiff, diff_checkpoints
 from editing.forensics.recover import RankOneRecovery, recover_rank_one
