@@ -12,6 +12,7 @@ import logging
 import time
 
 from workbench.app.settings import LOCAL_HOSTS, QUEUE_SIZE, default_output_dir
+from workbench.cli.options import port_int, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The app's options (shared by ``app.py`` and ``workbench serve``)."""
     p.add_argument("--model", default="factworld", help="factworld, a Hugging Face id, or a local HF directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=port_int, default=7860)
     p.add_argument("--share", action="store_true",
                    help="create a public gradio.live link (anyone with the link can use the app)")
     p.add_argument("--output-dir", default=str(default_output_dir()),
                    help="reports and exported models go here; the only folder the app serves files from")
-    p.add_argument("--queue-size", type=int, default=QUEUE_SIZE, help="events allowed to wait before 'queue full'")
+    p.add_argument("--queue-size", type=positive_int, default=QUEUE_SIZE, help="events allowed to wait before 'queue full'")
     p.add_argument("--debug", action="store_true", help="debug logging")
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.options import add_json_option, add_report_option, load_from_args
+from workbench.cli.options import (add_json_option, add_report_option, load_from_args, non_negative_int,
+                                    positive_float, positive_int, seed_int)
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -12,12 +13,12 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--subject", required=True)
     p.add_argument("--target", default=None, help="answer to follow (default: the model's answer)")
     p.add_argument("--kind", default="all", choices=["all", "resid", "mlp", "attn"])
-    p.add_argument("--samples", type=int, default=10, help="noise samples")
-    p.add_argument("--noise", type=float, default=None, help="noise std (default 3 x std of subject embeddings)")
-    p.add_argument("--window", type=int, default=10, help="layers restored together for mlp/attn")
+    p.add_argument("--samples", type=positive_int, default=10, help="noise samples")
+    p.add_argument("--noise", type=positive_float, default=None, help="noise std (default 3 x std of subject embeddings)")
+    p.add_argument("--window", type=positive_int, default=10, help="layers restored together for mlp/attn")
     p.add_argument("--method", default="exact", choices=["exact", "attribution"],
                    help="exact restorations, or fast attribution patching (approximate)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--plot", default=None, metavar="FILE.png", help="save the heatmaps")
     add_json_option(p)
     add_report_option(p)
@@ -41,11 +42,11 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_edit)
 
     p = subparsers.add_parser("edit-bench", parents=[common], help="edit the benchmark requests and score them")
-    p.add_argument("--n", type=int, default=100, help="number of requests")
+    p.add_argument("--n", type=positive_int, default=100, help="number of requests")
     p.add_argument("--sequential", action="store_true", help="ROME: keep every edit (no undo between them)")
-    p.add_argument("--every", type=int, default=10, help="with --sequential: score after this many edits")
+    p.add_argument("--every", type=positive_int, default=10, help="with --sequential: score after this many edits")
     p.add_argument("--requests", default=None, metavar="F.jsonl", help="other requests than the shipped set")
-    p.add_argument("--fluency", type=int, default=0, help="prompts per request to generate from (slow)")
+    p.add_argument("--fluency", type=non_negative_int, default=0, help="prompts per request to generate from (slow)")
     _edit_options(p)
     add_json_option(p)
     p.set_defaults(handler=cmd_edit_bench)
@@ -53,14 +54,14 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
 def _stats_options(p) -> None:
     p.add_argument("--corpus", default=None, help="text file, folder, or HF dataset name (factworld: its corpus)")
-    p.add_argument("--tokens", type=int, default=100_000, help="corpus tokens to average over")
+    p.add_argument("--tokens", type=positive_int, default=100_000, help="corpus tokens to average over")
     p.add_argument("--no-cov", action="store_true", help="use C = I instead of statistics (edits leak more)")
 
 
 def _edit_options(p) -> None:
     p.add_argument("--method", default="rome", choices=["rome", "memit"])
     p.add_argument("--layer", default=None, help="layer (MEMIT: the last edited one), or auto (causal-trace peak)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     _stats_options(p)
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workbench.cli.options import add_json_option, add_report_option
+from workbench.cli.options import (add_json_option, add_report_option, finite_float, non_negative_int,
+                                    positive_int, seed_int)
 
 # what the parser offers, without importing the library (tests keep these equal to
 # editing.forensics.explain.SCORES and editing.forensics.spectral's STATISTICS and defaults)
@@ -42,19 +43,19 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
                                            "stand out spectrally?")
     s.add_argument("checkpoint", help="the checkpoint to scan (any model spec)")
     s.add_argument("--statistic", default=DEFAULT_STATISTIC, choices=STATISTICS)
-    s.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    s.add_argument("--threshold", type=finite_float, default=DEFAULT_THRESHOLD,
                    help="leave-one-out z above which the suspect layer is flagged")
     add_json_option(s)
     s.set_defaults(handler=cmd_scan)
 
     e = subparsers.add_parser("forensics-experiment",
                               help="random ROME edits of factworld: does the diff find, explain and revert each?")
-    e.add_argument("--edits", type=int, default=50, help="number of random edits")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--edits", type=positive_int, default=50, help="number of random edits")
+    e.add_argument("--seed", type=seed_int, default=0)
     e.add_argument("--layer", default=None, help="edited layer: the editor's default, 'random' or a number")
-    e.add_argument("--null-copies", type=int, default=10, help="unedited noisy copies for the blind false-alarm rate")
+    e.add_argument("--null-copies", type=non_negative_int, default=10, help="unedited noisy copies for the blind false-alarm rate")
     e.add_argument("--score", default="whitened", choices=SCORES)
-    e.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    e.add_argument("--threshold", type=finite_float, default=DEFAULT_THRESHOLD)
     add_json_option(e)
     e.set_defaults(handler=cmd_experiment)
 
