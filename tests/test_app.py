@@ -100,7 +100,7 @@ CASES = {
     "export_model": (None, ("edited",), "no edits"),
     "report_summary": ((), None, None),
     "export_report": ((), None, None),
-    "probe_sweep": (None, ("no_such_set", "auto", "all", 60), "unknown dataset"),  # valid: test_probe_...
+    "probe_sweep": (None, ("no_such_set", "auto", "all", 60), "not in the list of choices"),  # valid: test_probe_...
     "probe_pca": (None, (), "run a layer sweep first"),
     "probe_causal_check": (None, (2.0,), "run a layer sweep first"),
 }

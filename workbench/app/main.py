@@ -11,8 +11,8 @@ import argparse
 import logging
 import time
 
-from workbench.app.settings import LOCAL_HOSTS, QUEUE_SIZE, default_output_dir
-from workbench.cli.options import port_int, positive_int
+from workbench.app.settings import LOCAL_HOSTS, MAX_UPLOAD_MB, QUEUE_SIZE, default_output_dir
+from workbench.cli.options import port_int, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="create a public gradio.live link (anyone with the link can use the app)")
     p.add_argument("--output-dir", default=str(default_output_dir()),
                    help="reports and exported models go here; the only folder the app serves files from")
+    p.add_argument("--max-upload-mb", type=positive_float, default=MAX_UPLOAD_MB,
+                   help="largest upload accepted, in MB (the Probe tab's datasets)")
     p.add_argument("--queue-size", type=positive_int, default=QUEUE_SIZE, help="events allowed to wait before 'queue full'")
     p.add_argument("--debug", action="store_true", help="debug logging")
 
@@ -51,7 +53,8 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("--share: creating a PUBLIC link; anyone who has it can run models and edits on this machine")
     if args.host not in LOCAL_HOSTS:
         log.warning("binding to %s: other machines on the network can reach the app", args.host)
-    demo.launch(prevent_thread_lock=True, **launch_options(args.host, args.port, args.share, demo.workbench_output_dir))
+    demo.launch(prevent_thread_lock=True, **launch_options(args.host, args.port, args.share, demo.workbench_output_dir,
+                                                               args.max_upload_mb))
     log.info("app ready in %.1f s at http://%s:%d (outputs in %s)", time.perf_counter() - started, args.host,
              args.port, demo.workbench_output_dir)
     try:
