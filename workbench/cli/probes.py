@@ -74,11 +74,11 @@ def cmd_probe(args):
     from probes.store import ActivationStore
     from probes.sweep import sweep
 
-    session = load_from_args(args)
-    dataset = load_dataset(args.dataset, limit=args.limit, **_columns(args))
+    dataset = load_dataset(args.dataset, limit=args.limit, **_columns(args))  # a bad file fails before loading
     if args.causal:
         require_answers(dataset)
     test_dataset = None if args.test_dataset is None else load_dataset(args.test_dataset, limit=args.limit)
+    session = load_from_args(args)
     fit_options = {"l2": args.l2} if args.method in (None, "logistic") and dataset.task != "regression" else {}
     if args.method == "mass-mean":
         fit_options = {"whiten": args.whiten}
