@@ -127,3 +127,31 @@ def test_an_uploaded_dataset_is_read_and_a_malformed_one_is_not_quoted(app, tmp_
     fresh = Client(url, verbose=False)  # another browser session never sees this one's upload
     with pytest.raises(AppError, match="no uploaded file"):
         fresh.predict(UPLOADED, "auto", "0", 60, api_name="/probe_sweep")
+
+
+def test_workbench_serve_starts_from_outside_the_repo_with_its_upload_limit(tmp_path):
+    """``workbench serve`` (the installed package, run from another folder) serves the app, and its
+    ``--max-upload-mb`` reaches Gradio."""
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", "--port", str(port), "--output-dir",
+                               str(tmp_path / "out"), "--max-upload-mb", "1"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert server.poll() is None, server.stderr.read()
+        assert httpx.get(url, timeout=5).status_code == 200
+        assert _upload(url, "big.csv", b"x" * (1024 * 1024 + 10)).status_code in (400, 413)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
