@@ -104,6 +104,19 @@ def check_manifest(manifest: dict) -> Check:
                                      f"{len(history_of(manifest))} step(s))")
 
 
+def _compare_hashes(name: str, directory: Path, recorded: dict[str, str], present: set[str],
+                    changed_word: str) -> Check | None:
+    """A failing check naming the changed, missing and extra files of ``directory``, or None if all match."""
+    extra, missing = sorted(present - set(recorded)), sorted(set(recorded) - present)
+    changed = [f for f in sorted(set(recorded) & present) if sha256_file(directory / f) != recorded[f]]
+    if not (changed or missing or extra):
+        return None
+    parts = ([f"{changed_word} after saving: {', '.join(changed)}"] if changed else []) + \
+            ([f"missing: {', '.join(missing)}"] if missing else []) + \
+            ([f"not in the manifest: {', '.join(extra)}"] if extra else [])
+    return Check(name, "fail", "; ".join(parts), {changed_word: changed, "missing": missing, "extra": extra})
+
+
 def check_files(directory: Path, manifest: dict) -> Check:
     """Every file of ``directory`` against ``files_sha256``: changed, missing and extra files fail."""
     recorded = manifest.get("files_sha256")
@@ -111,14 +124,9 @@ def check_files(directory: Path, manifest: dict) -> Check:
         return Check("files", "skip", f"this manifest (format {manifest.get('format', 1)}, older than {FORMAT}) "
                                       "records only the weights' sha256: config.json, the tokenizer and other "
                                       "files are not covered (save the model again to cover them)")
-    present = set(directory_files(directory))
-    extra, missing = sorted(present - set(recorded)), sorted(set(recorded) - present)
-    changed = [name for name in sorted(set(recorded) & present) if sha256_file(directory / name) != recorded[name]]
-    if changed or missing or extra:
-        parts = ([f"changed after saving: {', '.join(changed)}"] if changed else []) + \
-                ([f"missing: {', '.join(missing)}"] if missing else []) + \
-                ([f"not in the manifest: {', '.join(extra)}"] if extra else [])
-        return Check("files", "fail", "; ".join(parts), {"changed": changed, "missing": missing, "extra": extra})
+    failed = _compare_hashes("files", directory, recorded, set(directory_files(directory)), "changed")
+    if failed is not None:
+        return failed
     return Check("files", "pass", f"sha256 of all {len(recorded)} files as recorded ({', '.join(sorted(recorded))})",
                  compared=f"sha256 of all {len(recorded)} files (exact)")
 
@@ -128,14 +136,9 @@ def check_weights(directory: Path, manifest: dict) -> Check:
 
     recorded = manifest.get("weights_sha256") or {}
     present = {p.name for p in _matching(directory, SAFE_WEIGHTS + PICKLE_WEIGHTS)}
-    extra = sorted(present - set(recorded))
-    missing = sorted(set(recorded) - present)
-    bad = [name for name in sorted(set(recorded) & present) if sha256_file(directory / name) != recorded[name]]
-    if bad or missing or extra:
-        parts = ([f"modified after saving: {', '.join(bad)}"] if bad else []) + \
-                ([f"missing: {', '.join(missing)}"] if missing else []) + \
-                ([f"not in the manifest: {', '.join(extra)}"] if extra else [])
-        return Check("weights", "fail", "; ".join(parts), {"modified": bad, "missing": missing, "extra": extra})
+    failed = _compare_hashes("weights", directory, recorded, present, "modified")
+    if failed is not None:
+        return failed
     if not recorded:
         return Check("weights", "fail", "the manifest records no weight files")
     return Check("weights", "pass", f"sha256 of {', '.join(sorted(recorded))} as recorded",
