@@ -155,3 +155,19 @@ def test_workbench_serve_starts_from_outside_the_repo_with_its_upload_limit(tmp_
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("api_name, inputs, words", [
+    ("/next_tokens", ("The Eiffel Tower is in", -1), "k must be"),
+    ("/next_tokens", ("The Eiffel Tower is in", 1e9), "k must be"),
+    ("/next_tokens", ("The Eiffel Tower is in", 0), "k must be"),
+    ("/generate", ("The Eiffel Tower is in", 5, 0, 1e30), "seed must be"),
+    ("/generate", ("The Eiffel Tower is in", 5, -1, 0), "temperature must be"),
+    ("/probe_sweep", ("factworld_country", "auto", "0", -5), "rows must be"),
+])
+def test_out_of_range_numbers_are_one_line_user_errors(app, api_name, inputs, words):
+    _, url = app
+    with pytest.raises(AppError) as err:
+        Client(url, verbose=False).predict(*inputs, api_name=api_name)
+    message = str(err.value)
+    assert words in message and "internal error" not in message and "\n" not in message.strip()
