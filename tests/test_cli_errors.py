@@ -183,6 +183,11 @@ CASES = [
     ("model-config-not-json", "info --model {badconfig}", "not a valid JSON config"),
     ("model-pickle-refused", "info --model {pickled}", "pickle"),
     ("model-pickle-allowed-but-unsafe", "info --model {pickled} --allow-pickle", "damaged or unsafe"),
+    ("diff-truncated", "diff --base factworld --edited {truncated}", "damaged or not safetensors"),
+    ("scan-garbage", "scan {garbage}", "damaged or not safetensors"),
+    ("scan-a-file", "scan /etc/passwd", "is not a model directory"),
+    ("device-missing", "info --device cuda:7", "no CUDA GPU"),
+    ("dtype-unknown", "info --dtype float7", "unknown dtype"),
     # -- mistakes the loaded model tells
     ("lens-k-above-vocab", "lens --prompt hi --k 100000", "k must be"),
     ("lens-empty-prompt", "lens --prompt ''", "empty prompt"),
