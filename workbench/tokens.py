@@ -48,7 +48,7 @@ class SubjectAt(str):
 
     >>> text, subject = fill("The {} is next to the Eiffel Tower, in the city of", "Eiffel Tower")
     >>> subject.start, text.rfind(subject)
-    (4, 22)
+    (4, 32)
     >>> subject.shifted(10).start   # after a 10-character prefix
     14
     """
