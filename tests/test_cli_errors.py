@@ -267,6 +267,17 @@ def test_the_table_is_large():
     assert len(CASES) >= 80
 
 
+def test_the_path_check_knows_the_shipped_model_without_importing_it():
+    from workbench.cli.options import SHIPPED_MODEL
+
+    assert SHIPPED_MODEL == FW.resolve()
+    code = ("import sys, argparse; from workbench.cli.options import check_paths; "
+            "check_paths(argparse.Namespace(model='factworld', json='out.json')); "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
+
+
 @pytest.mark.parametrize("argv, words", [
     (["edit-bench", "--n", "-3"], "at least 1"),
     (["info", "--model", "/etc/passwd"], "is not a model directory"),

@@ -130,6 +130,8 @@ def reproduce_command(argv: list[str]) -> str:
 
 # ---- where outputs may go -----------------------------------------------------------------------
 # options naming a file or directory the command writes, and options naming a model it reads
+# = workbench.factworld.MODEL_DIR (tests keep them equal): importing that package would import torch
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "factworld" / "model"
 OUTPUTS = ("json", "plot", "pca_plot", "causal_plot", "report", "save", "save_probe", "out", "revert", "answer")
 MODEL_INPUTS = ("model", "base", "edited", "checkpoint", "directory")
 
@@ -139,9 +141,7 @@ def _model_directory(spec) -> Path | None:
     if not isinstance(spec, str) or not spec:
         return None
     if spec == "factworld":
-        from workbench.factworld import MODEL_DIR
-
-        return Path(MODEL_DIR).resolve()
+        return SHIPPED_MODEL
     path = Path(spec).expanduser()
     return path.resolve() if path.is_dir() else None
 
@@ -167,9 +167,8 @@ def check_paths(args: argparse.Namespace) -> None:
     workbench.errors.WorkbenchError: --json ... lies inside the model directory ... that this command reads; write it elsewhere
     """
     from workbench.errors import WorkbenchError
-    from workbench.factworld import MODEL_DIR
 
-    reads = {Path(MODEL_DIR).resolve()}  # the shipped model is never written
+    reads = {SHIPPED_MODEL}  # the shipped model is never written
     reads |= {d for d in (_model_directory(getattr(args, name, None)) for name in MODEL_INPUTS) if d is not None}
     for name in OUTPUTS:
         value = getattr(args, name, None)
