@@ -53,8 +53,8 @@ def build(ctx: AppContext) -> None:
     check_plot = gr.Plot(label="causal check")
     last = gr.State(None)  # this browser's LastSweep (values only)
 
-    def remember_upload(path):
-        return backends.check_upload(path)
+    def remember_upload(path):  # and select it in the dataset dropdown
+        return backends.check_upload(path), backends.UPLOADED
 
     def probe_sweep(workspace, upload_path, dataset_name, method_name, layer_text, rows,
                     progress=gr.Progress(track_tqdm=True)):
@@ -89,7 +89,7 @@ def build(ctx: AppContext) -> None:
         words = describe_steering(curve)
         return words, fig, workspace.record(f"Probe causal check: {sweep.dataset}, α = {alpha}", words, images=[png])
 
-    ctx.on(upload.upload, remember_upload, [upload], [uploaded], "probe_upload", touches_model=False)
+    ctx.on(upload.upload, remember_upload, [upload], [uploaded, dataset], "probe_upload", touches_model=False)
     ctx.on(upload.clear, lambda: None, None, [uploaded], "probe_upload_clear", touches_model=False)
     event = ctx.on(sweep_btn.click, probe_sweep, [ctx.workspace, uploaded, dataset, method, layers, limit],
                    [summary, sweep_plot, last, ctx.workspace], "probe_sweep")
