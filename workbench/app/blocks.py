@@ -36,8 +36,11 @@ def default_loader(spec: str):
 
 def build_app(model_spec: str = "factworld", output_dir: str | Path | None = None,
               loader: Callable[[str], object] | None = None, queue_size: int = QUEUE_SIZE,
-              preload: bool = True) -> gr.Blocks:
+              preload: bool = True, offered: tuple[str, ...] = ()) -> gr.Blocks:
     """The workbench app on ``model_spec``; results and exports go under ``output_dir``.
+
+    The Model tab can switch to ``offered`` models (and factworld) only: a browser never names a
+    server path.
 
     With ``preload`` the model is loaded now, so the first click is fast and a bad spec fails
     here with a clear :class:`~workbench.errors.WorkbenchError`.
@@ -46,7 +49,7 @@ def build_app(model_spec: str = "factworld", output_dir: str | Path | None = Non
     output_dir.mkdir(parents=True, exist_ok=True)
     # components copy the files they serve into Gradio's cache: keep it inside the output folder
     os.environ["GRADIO_TEMP_DIR"] = str(output_dir / UPLOAD_CACHE)  # outside the served folders
-    pool = ModelPool(model_spec, loader or default_loader)
+    pool = ModelPool(model_spec, loader or default_loader, offered=tuple(offered))
     if preload:
         pool.get(model_spec)
     with gr.Blocks(title="Open Weights Workbench", analytics_enabled=False) as demo:

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The app's options (shared by ``app.py`` and ``workbench serve``)."""
     p.add_argument("--model", default="factworld", help="factworld, a Hugging Face id, or a local HF directory")
+    p.add_argument("--offer", action="append", default=[], metavar="MODEL",
+                   help="another model the Model tab may switch to (repeatable; browsers pick only from these)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=port_int, default=7860)
     p.add_argument("--share", action="store_true",
@@ -45,7 +47,8 @@ def serve(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        demo = build_app(args.model, output_dir=args.output_dir, queue_size=args.queue_size)
+        demo = build_app(args.model, output_dir=args.output_dir, queue_size=args.queue_size,
+                         offered=tuple(args.offer))
     except WorkbenchError as exc:
         log.error("cannot start the app: %s", exc)
         return 2
