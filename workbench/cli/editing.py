@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from workbench.cli import scale
 from workbench.cli.options import add_json_option, add_report_option, load_from_args
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("trace", parents=[common], help="causal trace: where is a fact recalled?")
-    p.add_argument("--prompt", required=True, help="prompt with {} where the subject goes")
-    p.add_argument("--subject", required=True)
+    p.add_argument("--prompt", default=None, help="prompt with {} where the subject goes")
+    p.add_argument("--subject", default=None)
     p.add_argument("--target", default=None, help="answer to follow (default: the model's answer)")
     p.add_argument("--kind", default="all", choices=["all", "resid", "mlp", "attn"])
     p.add_argument("--samples", type=int, default=10, help="noise samples")
@@ -21,6 +22,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=None, metavar="FILE.png", help="save the heatmaps")
     add_json_option(p)
     add_report_option(p)
+    scale.add_trace_dataset_options(p)
     p.set_defaults(handler=cmd_trace)
 
     p = subparsers.add_parser("stats", parents=[common], help="precompute MLP key statistics for editing")
@@ -66,6 +68,12 @@ def _edit_options(p) -> None:
 
 def cmd_trace(args):
     from workbench import plots
+    from workbench.errors import WorkbenchError
+
+    if args.dataset:
+        return scale.cmd_trace_dataset(args)
+    if not (args.prompt and args.subject):
+        raise WorkbenchError("give --prompt and --subject (or --dataset for an averaged trace)")
 
     from editing.trace import causal_trace, plot
 

@@ -78,3 +78,35 @@ def reproduce_command(argv: list[str]) -> str:
             i += 1  # its value
         i += 1
     return shlex.join(["workbench", *kept])
+
+
+def add_run_options(parser: argparse.ArgumentParser, shard_size: int = 4) -> None:
+    """``--out/--ray/--workers/--shard-size``: the options of every sharded job (:mod:`workbench.runner`)."""
+    group = parser.add_argument_group("run (sharded, resumable)")
+    group.add_argument("--out", default=None, metavar="RUN_DIR",
+                       help="run folder: each finished shard is saved there; rerun the same command to resume")
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run on Ray: a local Ray with this machine's cores, or ADDRESS (auto, ray://host:10001; "
+                       "default $WORKBENCH_RAY_ADDRESS) of an existing cluster")
+    group.add_argument("--workers", type=int, default=None, help="with --ray: number of workers (default: one per "
+                       "GPU, else one per core)")
+    group.add_argument("--shard-size", type=int, default=shard_size, help="items per shard")
+
+
+def engine_from_args(args):
+    """The engine the run options ask for: None (in this process; Ray is not imported) or a Ray engine."""
+    if getattr(args, "ray", None) is None:
+        return None
+    if args.workers is not None and args.workers < 1:
+        from workbench.errors import WorkbenchError
+
+        raise WorkbenchError("--workers must be at least 1")
+    from workbench.ray_engine import RayEngine
+
+    return RayEngine(args.ray, workers=args.workers)
+
+
+def model_spec_from_args(args) -> dict:
+    """The keyword arguments of :func:`workbench.session.load` the model options name (what Ray workers load)."""
+    return {"spec": args.model, "device": args.device, "dtype": args.dtype, "device_map": args.device_map,
+            "allow_pickle": args.allow_pickle, "trust_remote_code": args.trust_remote_code, "revision": args.revision}
