@@ -271,6 +271,21 @@ class DatasetTraceResult:
         return Section("Averaged causal trace", "trace-dataset", text, (table(rows),), (image,) if image else ())
 
 
+def trace_job(dataset: str = "known_1000", relation: str | None = None, n: int | None = 200, kinds=KINDS,
+              samples: int = 10, noise: float | None = None, window: int | None = None, seed: int = 0,
+              keep: str = "known", shard_size: int = 4) -> runner.Job:
+    """The averaged trace as a :class:`workbench.runner.Job` (what :func:`trace_dataset` runs).
+
+    >>> trace_job("known_1000", relation="P36", n=10, shard_size=4).shards()[-1][0]["relation"]
+    'P36'
+    """
+    if keep not in ("known", "all"):
+        raise WorkbenchError(f"keep={keep!r}: use known or all")
+    kinds = tuple(KINDS if kinds in ("all", None) else ([kinds] if isinstance(kinds, str) else kinds))
+    params = {"kinds": list(kinds), "samples": samples, "noise": noise, "window": window, "seed": seed, "keep": keep}
+    return runner.Job("trace-dataset", load_facts(dataset, relation, n), trace_shard, merge_shards, params, shard_size)
+
+
 def trace_dataset(model, dataset: str = "known_1000", relation: str | None = None, n: int | None = 200,
                   kinds=KINDS, samples: int = 10, noise: float | None = None, window: int | None = None,
                   seed: int = 0, keep: str = "known", out=None, engine=None, shard_size: int = 4,
@@ -282,14 +297,9 @@ def trace_dataset(model, dataset: str = "known_1000", relation: str | None = Non
     traces every fact (its given answer) instead of only the known ones. ``out``: a run folder
     (resumable). ``window=None``: :func:`~editing.trace.causal_trace`'s default.
     """
-    if keep not in ("known", "all"):
-        raise WorkbenchError(f"keep={keep!r}: use known or all")
-    kinds = tuple(KINDS if kinds in ("all", None) else ([kinds] if isinstance(kinds, str) else kinds))
-    facts = load_facts(dataset, relation, n)
+    job = trace_job(dataset, relation, n, kinds, samples, noise, window, seed, keep, shard_size)
     spec = model_spec or (model if isinstance(model, dict) else {"spec": model.name, "dtype": str(model.dtype)[6:]})
     if engine is None:
         engine = runner.InProcess(None if isinstance(model, dict) else model)
-    params = {"kinds": list(kinds), "samples": samples, "noise": noise, "window": window, "seed": seed, "keep": keep}
-    job = runner.Job("trace-dataset", facts, trace_shard, merge_shards, params, shard_size)
     outcome = runner.run(job, spec, out=out, engine=engine)
-    return DatasetTraceResult.from_merged(outcome.result, dataset, relation, params, outcome.to_dict())
+    return DatasetTraceResult.from_merged(outcome.result, dataset, relation, job.params, outcome.to_dict())

@@ -94,6 +94,7 @@ class RayEngine:
         self._actors: list = []
         self._infos: dict = {}
         self._started_ray = False
+        self.restarts = 0  # workers replaced during this engine's jobs
 
     # ---- cluster and workers ----
     def _init(self) -> None:
@@ -167,6 +168,7 @@ class RayEngine:
                 result, seconds = ray.get(ready[0])
             except ray.exceptions.RayActorError as exc:  # the worker died: replace it, rerun its shard
                 restarts += 1
+                self.restarts += 1
                 if restarts > self.max_restarts:
                     raise WorkbenchError(f"Ray workers died {restarts} times ({type(exc).__name__}); giving up. "
                                          "Finished shards are kept in --out: rerun to continue") from None
