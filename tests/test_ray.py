@@ -97,3 +97,16 @@ def test_killed_worker_same_result_and_resume(local_ray, in_process_factworld, t
 def test_worker_that_cannot_load_the_model(local_ray, tmp_path):
     with pytest.raises(WorkbenchError, match="cannot load the model .*every worker"):
         trace_dataset({"spec": str(tmp_path / "missing")}, "known_1000", n=1, engine=RayEngine(workers=1))
+
+
+def test_stats_and_edit_bench_parity(local_ray, factworld):
+    from editing.bench_job import sharded_benchmark
+    from editing.stats_job import float64_sum, sharded_cov
+
+    cov, count, _, _ = sharded_cov(factworld, 1, tokens=700, shard_size=1, engine=RayEngine(workers=2),
+                                   model_spec=FACTWORLD)
+    total, n = float64_sum(factworld, 1, None, 700)
+    assert count == n and float((cov - total / n).abs().max() / (total / n).abs().max()) < 1e-10
+    here = sharded_benchmark(factworld, n=2, no_cov=True, shard_size=1, model_spec=FACTWORLD)
+    there = sharded_benchmark(FACTWORLD, n=2, no_cov=True, shard_size=1, engine=RayEngine(workers=2))
+    assert {k: here[k] for k in ("before", "after", "layers")} == {k: there[k] for k in ("before", "after", "layers")}

@@ -166,3 +166,30 @@ def _session():
     from workbench import load
 
     return load("factworld", device="cpu")
+
+
+def test_sharded_stats_merge_exactly(factworld, tmp_path, capsys):
+    from editing.stats_job import float64_sum, sharded_cov
+
+    cov, count, name, outcome = sharded_cov(factworld, 1, tokens=700, shard_size=1, out=tmp_path / "s")
+    total, n = float64_sum(factworld, 1, None, 700)
+    assert count == n == 700 and name == "factworld" and outcome.shards >= 2
+    assert float((cov - total / n).abs().max() / (total / n).abs().max()) < 1e-10
+    capsys.readouterr()
+    args = ["stats", "--layer", "1", "--tokens", "700", "--shard-size", "1", "--out", str(tmp_path / "cli"), "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0  # the rerun reads every shard back
+    again = json.loads(capsys.readouterr().out)
+    assert again["stats"][0]["run"]["skipped_shards"] == again["stats"][0]["run"]["shards"]
+    assert again["stats"][0]["trace"] == first["stats"][0]["trace"] == pytest.approx(float((total / n).trace()))
+
+
+def test_sharded_edit_bench_equals_one_process_bench(factworld):
+    from editing.bench_job import sharded_benchmark
+    from editing.quality_bench import run_benchmark
+
+    sharded = sharded_benchmark(factworld, n=2, no_cov=True, shard_size=1)
+    plain = run_benchmark(factworld, "rome", n=2, no_cov=True)
+    assert sharded["before"] == plain["before"] and sharded["after"] == plain["after"]
+    assert sharded["n_requests"] == plain["n_requests"] == 2 and sharded["layers"] == plain["layers"]

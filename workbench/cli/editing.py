@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.cli import scale
-from workbench.cli.options import add_json_option, add_report_option, load_from_args
+from workbench.cli.options import add_json_option, add_report_option, add_run_options, load_from_args
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -29,6 +29,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", type=int, action="append", required=True, help="layer (repeatable)")
     _stats_options(p)
     add_json_option(p)
+    add_run_options(p)
     p.set_defaults(handler=cmd_stats)
 
     p = subparsers.add_parser("edit", parents=[common], help="rewrite a fact (ROME or MEMIT)")
@@ -50,6 +51,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--fluency", type=int, default=0, help="prompts per request to generate from (slow)")
     _edit_options(p)
     add_json_option(p)
+    add_run_options(p)
     p.set_defaults(handler=cmd_edit_bench)
 
 
@@ -100,6 +102,9 @@ def cmd_trace(args):
 def cmd_stats(args):
     from editing.covariance import get_stats
 
+    if args.out or args.ray is not None:
+        return scale.cmd_stats_sharded(args)
+
     session = load_from_args(args)
     rows = [get_stats(session, layer, no_cov=args.no_cov, **({} if args.no_cov else
                                                               {"corpus": args.corpus, "tokens": args.tokens})).to_dict()
@@ -146,6 +151,9 @@ def cmd_edit(args):
 
 def cmd_edit_bench(args):
     from editing.quality_bench import run_benchmark
+
+    if args.out or args.ray is not None:
+        return scale.cmd_edit_bench_sharded(args)
 
     session = load_from_args(args)
     kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}
