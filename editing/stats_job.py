@@ -52,17 +52,22 @@ def plan(session, corpus: str | None, tokens: int, batch_size: int = 8, max_len:
     return name, [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
 
 
-def stats_shard(session, batches: list, params: dict) -> dict:
-    """The runner's work: ``Σ k kᵀ`` (float64) and the token count over the shard's batches."""
-    site = sites.mlp_key(params["layer"])
-    total, count = None, 0
+def _key_rows(session, batches: list, layer: int):
+    """Per batch, the keys of its taken tokens: ``(n, d_mlp)`` float64."""
+    site = sites.mlp_key(layer)
     with torch.no_grad():
         for items in batches:
             batch = encode(session, [p for p, _ in items])
             keys = run_to_sites(session, batch, [site], position="all")[site]  # (B, T, d_mlp)
-            rows = torch.cat([keys[i, :take] for i, (_, take) in enumerate(items)]).double()  # (n, d_mlp)
-            total = rows.T @ rows if total is None else total + rows.T @ rows
-            count += rows.shape[0]
+            yield torch.cat([keys[i, :take] for i, (_, take) in enumerate(items)]).double()
+
+
+def stats_shard(session, batches: list, params: dict) -> dict:
+    """The runner's work: ``Σ k kᵀ`` (float64) and the token count over the shard's batches."""
+    total, count = None, 0
+    for rows in _key_rows(session, batches, params["layer"]):
+        total = rows.T @ rows if total is None else total + rows.T @ rows
+        count += rows.shape[0]
     return {"d": int(total.shape[0]), "count": count, "sum": pack(total)}
 
 
@@ -97,7 +102,8 @@ def sharded_layer_stats(session, layer: int, corpus: str | None = None, tokens: 
 
 
 def float64_sum(session, layer: int, corpus: str | None, tokens: int) -> tuple[Tensor, int]:
-    """The single-process reference: ``(Σ k kᵀ, n)`` over the same tokens, in one pass (float64)."""
+    """The single-process reference: ``(KᵀK, n)`` with every key of the same tokens in one float64
+    product (a different order of additions than the shards' sums)."""
     _, items = plan(session, corpus, tokens)
-    part = stats_shard(session, items, {"layer": check_layer(layer, session.n_layers)})
-    return unpack(part["sum"], part["d"]), part["count"]
+    keys = torch.cat(list(_key_rows(session, items, check_layer(layer, session.n_layers))))  # (n, d_mlp)
+    return keys.T @ keys, keys.shape[0]

@@ -193,3 +193,22 @@ def test_sharded_edit_bench_equals_one_process_bench(factworld):
     plain = run_benchmark(factworld, "rome", n=2, no_cov=True)
     assert sharded["before"] == plain["before"] and sharded["after"] == plain["after"]
     assert sharded["n_requests"] == plain["n_requests"] == 2 and sharded["layers"] == plain["layers"]
+
+
+def test_probe_grid_table_csv_and_plot(tmp_path, capsys):
+    args = ["probe-grid", "--datasets", "factworld_truth", "--positions", "last", "--seeds", "0", "--limit", "120",
+            "--csv", str(tmp_path / "g.csv"), "--plot", str(tmp_path / "g.png"), "--out", str(tmp_path / "run"),
+            "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert len(rows) == 6 and {r["layer"] for r in rows} == set(range(6))  # factworld: 6 layers
+    assert all(r["dataset"] == "factworld_truth" and r["model"] == "factworld" and r["position"] == "last"
+               for r in rows)
+    assert all(r["control"] is not None and r["selectivity"] == pytest.approx(r["value"] - r["control"])
+               for r in rows)
+    header = (tmp_path / "g.csv").read_text().splitlines()[0]
+    assert header == "dataset,model,position,method,layer,metric,value,control,selectivity"
+    assert (tmp_path / "g.png").stat().st_size > 1000
+    assert main(args) == 0  # resumed: the same rows, read back from the run folder
+    assert json.loads(capsys.readouterr().out)["rows"] == rows
+    assert main(["probe-grid", "--datasets", "cities", "--positions", "everywhere"]) == 2
