@@ -80,12 +80,12 @@ def merge_stats(parts: list[dict]) -> dict:
 
 
 def sharded_cov(session, layer: int, corpus: str | None = None, tokens: int = DEFAULT_TOKENS, out=None,
-                engine=None, shard_size: int = 4, model_spec: dict | None = None):
+                engine=None, shard_size: int = 4, model_spec: dict | None = None, batch_size: int = 8):
     """``(C in float64, tokens, corpus name, runner outcome)`` computed as a sharded job (in this
     process, or on Ray with ``engine``). The driver's ``session`` plans the corpus (its tokenizer);
     Ray workers load ``model_spec``."""
     layer = check_layer(layer, session.n_layers)
-    name, items = plan(session, corpus, tokens)
+    name, items = plan(session, corpus, tokens, batch_size)
     job = runner.Job("stats", items, stats_shard, merge_stats, {"layer": layer, "corpus": name, "tokens": tokens},
                      shard_size)
     spec = model_spec or {"spec": session.name, "dtype": str(session.dtype)[6:]}
@@ -101,9 +101,9 @@ def sharded_layer_stats(session, layer: int, corpus: str | None = None, tokens: 
     return LayerStats(layer, cov.float(), count, name)
 
 
-def float64_sum(session, layer: int, corpus: str | None, tokens: int) -> tuple[Tensor, int]:
+def float64_sum(session, layer: int, corpus: str | None, tokens: int, batch_size: int = 8) -> tuple[Tensor, int]:
     """The single-process reference: ``(KᵀK, n)`` with every key of the same tokens in one float64
     product (a different order of additions than the shards' sums)."""
-    _, items = plan(session, corpus, tokens)
+    _, items = plan(session, corpus, tokens, batch_size)
     keys = torch.cat(list(_key_rows(session, items, check_layer(layer, session.n_layers))))  # (n, d_mlp)
     return keys.T @ keys, keys.shape[0]

@@ -171,12 +171,13 @@ def _session():
 def test_sharded_stats_merge_exactly(factworld, tmp_path, capsys):
     from editing.stats_job import float64_sum, sharded_cov
 
-    cov, count, name, outcome = sharded_cov(factworld, 1, tokens=700, shard_size=1, out=tmp_path / "s")
-    total, n = float64_sum(factworld, 1, None, 700)
-    assert count == n == 700 and name == "factworld" and outcome.shards >= 2
+    cov, count, name, outcome = sharded_cov(factworld, 1, tokens=300, shard_size=1, batch_size=1,
+                                            out=tmp_path / "s")
+    total, n = float64_sum(factworld, 1, None, 300, batch_size=1)
+    assert count == n == 300 and name == "factworld" and outcome.shards >= 2
     assert float((cov - total / n).abs().max() / (total / n).abs().max()) < 1e-10
     capsys.readouterr()
-    args = ["stats", "--layer", "1", "--tokens", "700", "--shard-size", "1", "--out", str(tmp_path / "cli"), "--json"]
+    args = ["stats", "--layer", "1", "--tokens", "300", "--shard-size", "1", "--out", str(tmp_path / "cli"), "--json"]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     assert main(args) == 0  # the rerun reads every shard back
@@ -196,7 +197,7 @@ def test_sharded_edit_bench_equals_one_process_bench(factworld):
 
 
 def test_probe_grid_table_csv_and_plot(tmp_path, capsys):
-    args = ["probe-grid", "--datasets", "factworld_truth", "--positions", "last", "--seeds", "0", "--limit", "120",
+    args = ["probe-grid", "--datasets", "factworld_truth", "--positions", "last", "--seeds", "0", "--limit", "60",
             "--csv", str(tmp_path / "g.csv"), "--plot", str(tmp_path / "g.png"), "--out", str(tmp_path / "run"),
             "--json"]
     assert main(args) == 0
