@@ -120,6 +120,7 @@ def test_ray_flag_without_ray_is_one_line(monkeypatch, capsys):
     assert len(err) == 1 and "[cluster]" in err[0] and err[0].startswith("error: --ray needs Ray")
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_from_finished_shards(tmp_path):
     """Kill the CLI (by its pid) once a shard is saved; the rerun reuses the saved shards, imports no Ray,
     and gives the same averages as an uninterrupted run."""
@@ -186,6 +187,7 @@ def test_sharded_stats_merge_exactly(factworld, tmp_path, capsys):
     assert again["stats"][0]["trace"] == first["stats"][0]["trace"] == pytest.approx(float((total / n).trace()))
 
 
+@pytest.mark.slow
 def test_sharded_edit_bench_equals_one_process_bench(factworld):
     from editing.bench_job import sharded_benchmark
     from editing.quality_bench import run_benchmark
