@@ -113,3 +113,15 @@ def test_stats_and_edit_bench_parity(local_ray, factworld):
     here = sharded_benchmark(factworld, n=2, no_cov=True, shard_size=1, model_spec=FACTWORLD)
     there = sharded_benchmark(FACTWORLD, n=2, no_cov=True, shard_size=1, engine=RayEngine(workers=2))
     assert {k: here[k] for k in ("before", "after", "layers")} == {k: there[k] for k in ("before", "after", "layers")}
+
+
+def test_probe_grid_parity(local_ray, factworld):
+    from probes.grid import probe_grid
+
+    kw = dict(seeds=(0,), limit=60)
+    here = probe_grid(["factworld_truth"], [factworld], ["last", "mean"], **kw)
+    there = probe_grid(["factworld_truth"], [FACTWORLD], ["last", "mean"],
+                       engine_for=lambda spec: RayEngine(workers=2), **kw)
+    assert len(here) == 12 and [(r["position"], r["layer"]) for r in here] == [(r["position"], r["layer"]) for r in there]
+    for a, b in zip(here, there):
+        assert a["value"] == pytest.approx(b["value"], abs=1e-6) and a["control"] == pytest.approx(b["control"], abs=1e-6)
