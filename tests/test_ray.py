@@ -99,6 +99,7 @@ def test_worker_that_cannot_load_the_model(local_ray, tmp_path):
         trace_dataset({"spec": str(tmp_path / "missing")}, "known_1000", n=1, engine=RayEngine(workers=1))
 
 
+@pytest.mark.slow
 def test_stats_and_edit_bench_parity(local_ray, factworld):
     from workbench.devices import single_thread
 
