@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workbench.cli.options import (add_json_option, add_report_option, finite_float, non_negative_int,
-                                    positive_int, seed_int)
+from workbench.cli.options import (add_json_option, add_report_option, add_run_options, engine_from_args,
+                                    finite_float, non_negative_int, positive_int, seed_int)
 
 # what the parser offers, without importing the library (tests keep these equal to
 # editing.forensics.explain.SCORES and editing.forensics.spectral's STATISTICS and defaults)
@@ -57,6 +57,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     e.add_argument("--score", default="whitened", choices=SCORES)
     e.add_argument("--threshold", type=finite_float, default=DEFAULT_THRESHOLD)
     add_json_option(e)
+    add_run_options(e, shard_size=2)
     e.set_defaults(handler=cmd_experiment)
 
 
@@ -119,8 +120,14 @@ def cmd_scan(args):
 def cmd_experiment(args):
     from editing.forensics.experiment import run_experiment
 
-    result = run_experiment(args.edits, args.seed, args.layer, args.null_copies, args.score, args.threshold,
-                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.out or args.ray is not None:  # the edits as shards of a resumable run (optionally on Ray)
+        from editing.forensics.experiment_job import sharded_experiment
+
+        result = sharded_experiment(args.edits, args.seed, args.layer, args.null_copies, args.score, args.threshold,
+                                    out=args.out, engine=engine_from_args(args), shard_size=args.shard_size)
+    else:
+        result = run_experiment(args.edits, args.seed, args.layer, args.null_copies, args.score, args.threshold,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
     s = result.summary
     blind = s["blind"]
 

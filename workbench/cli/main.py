@@ -17,12 +17,12 @@ import logging
 import os
 import sys
 
-from workbench.cli import bench, core, editing, forensics, probes, provenance, serve
+from workbench.cli import bench, core, editing, forensics, probes, provenance, scale, serve
 from workbench.cli.options import check_paths, model_options, reproduce_command
 from workbench.errors import WorkbenchError
 
 # the command groups, in the order `workbench --help` lists them
-GROUPS = (core, editing, provenance, forensics, probes, bench, serve)
+GROUPS = (core, editing, provenance, forensics, probes, scale, bench, serve)
 
 
 def _write_report(args, outcome: tuple, argv: list[str]) -> None:

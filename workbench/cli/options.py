@@ -132,7 +132,7 @@ def reproduce_command(argv: list[str]) -> str:
 # options naming a file or directory the command writes, and options naming a model it reads
 # = workbench.factworld.MODEL_DIR (tests keep them equal): importing that package would import torch
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "factworld" / "model"
-OUTPUTS = ("json", "plot", "pca_plot", "causal_plot", "report", "save", "save_probe", "out", "revert", "answer")
+OUTPUTS = ("json", "csv", "plot", "pca_plot", "causal_plot", "report", "save", "save_probe", "out", "revert", "answer")
 MODEL_INPUTS = ("model", "base", "edited", "checkpoint", "directory")
 
 
@@ -182,9 +182,39 @@ def check_paths(args: argparse.Namespace) -> None:
         if inside is not None:
             raise WorkbenchError(f"{flag} {value} lies inside the model directory {inside} that this command reads; "
                                  "write it elsewhere")
-        if name in ("save", "out", "revert") and target.exists():
+        resumable = name == "out" and getattr(args, "resumable_out", False)
+        if name in ("save", "out", "revert") and target.exists() and not resumable:
             raise WorkbenchError(f"{flag} {value} already exists: choose a new directory")
         if name not in ("save", "out", "revert") and target.is_dir():
             raise WorkbenchError(f"{flag} {value} is a folder: give a file name")
         if not _writable(target):
             raise WorkbenchError(f"{flag} {value} cannot be written (its folder is missing, not a folder or read-only)")
+
+
+def add_run_options(parser: argparse.ArgumentParser, shard_size: int = 4) -> None:
+    """``--out/--ray/--workers/--shard-size``: the options of every sharded job (:mod:`workbench.runner`)."""
+    group = parser.add_argument_group("run (sharded, resumable)")
+    group.add_argument("--out", default=None, metavar="RUN_DIR",
+                       help="run folder: each finished shard is saved there; rerun the same command to resume")
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run on Ray: a local Ray with this machine's cores, or ADDRESS (auto, ray://host:10001; "
+                       "default $WORKBENCH_RAY_ADDRESS) of an existing cluster")
+    group.add_argument("--workers", type=positive_int, default=None, help="with --ray: number of workers (default: one per "
+                       "GPU, else one per core)")
+    group.add_argument("--shard-size", type=positive_int, default=shard_size, help="items per shard")
+    parser.set_defaults(resumable_out=True)  # an existing --out is a run to resume (check_paths lets it be)
+
+
+def engine_from_args(args):
+    """The engine the run options ask for: None (in this process; Ray is not imported) or a Ray engine."""
+    if getattr(args, "ray", None) is None:
+        return None
+    from workbench.ray_engine import RayEngine
+
+    return RayEngine(args.ray, workers=args.workers)
+
+
+def model_spec_from_args(args) -> dict:
+    """The keyword arguments of :func:`workbench.session.load` the model options name (what Ray workers load)."""
+    return {"spec": args.model, "device": args.device, "dtype": args.dtype, "device_map": args.device_map,
+            "allow_pickle": args.allow_pickle, "trust_remote_code": args.trust_remote_code, "revision": args.revision}
