@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workbench.cli.options import (add_run_options, engine_from_args, load_from_args, model_spec_from_args,
+from workbench.cli.options import (add_json_option, add_run_options, engine_from_args, load_from_args, model_spec_from_args,
                                     positive_int)
 
 
@@ -103,7 +103,6 @@ def cmd_edit_bench_sharded(args):
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
-    from workbench.cli.options import add_json_option, add_run_options
 
     p = subparsers.add_parser("probe-grid", parents=[common], help="probe sweeps over datasets x models x "
                               "positions (x methods): one tidy table (CSV and JSON) and a summary plot")
