@@ -110,7 +110,7 @@ CASES = [
     ("trace-noise-nan", f"trace --prompt '{P}' --subject Louvre --noise nan", "finite"),
     ("trace-samples-zero", f"trace --prompt '{P}' --subject Louvre --samples 0", "at least 1"),
     ("trace-kind", f"trace --prompt '{P}' --subject Louvre --kind everything", "invalid choice"),
-    ("trace-no-subject", f"trace --prompt '{P}'", "required"),
+    ("trace-no-subject", f"trace --prompt '{P}'", "give --prompt and --subject"),
     ("edit-bench-n-negative", "edit-bench --n -3", "at least 1"),
     ("edit-bench-n-zero", "edit-bench --n 0", "at least 1"),
     ("edit-bench-every-zero", "edit-bench --sequential --every 0", "at least 1"),
