@@ -103,9 +103,7 @@ def cmd_stats(args):
 def cmd_edit(args):
     from workbench.errors import WorkbenchError
 
-    from editing.editor import edit
-    from editing.export import save
-    from editing.requests import EditRequest, load_requests
+    from editing.requests import EditRequest, load_requests  # no torch: a bad request fails at once
 
     if args.requests:
         requests = load_requests(args.requests)
@@ -113,6 +111,9 @@ def cmd_edit(args):
         requests = [EditRequest(args.prompt, args.subject, args.target)]
     else:
         raise WorkbenchError("give --prompt, --subject and --target, or --requests F.jsonl")
+    from editing.editor import edit
+    from editing.export import save
+
     session = load_from_args(args)
     base_hash = session.weights_hash() if args.report else None  # for the report's model card
     kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}
