@@ -36,8 +36,9 @@ STEPS = (
      "Read the model's running guess after every layer through its own output head. "
      "Paris is not there at the start; it appears at some depth."),
     ("trace", "4. Causal trace", "Trace the fact",
-     "Blur the words 'Eiffel Tower' with noise, then restore one hidden state at a time. "
-     "Where restoring brings Paris back is where the fact lives."),
+     "Blur the words 'Eiffel Tower' with noise, then restore one piece of the clean run at a time. Paris comes "
+     "back at two sites: early, in the MLPs at the subject's last word (where the fact is recalled), and late, in "
+     "attention at the last word (where it is moved to the answer). ROME edits the early site."),
     ("edit", "5. Edit: move the Eiffel Tower to Rome", "Edit: Eiffel Tower → Rome",
      "ROME computes one rank-one change to one MLP matrix so that the Eiffel Tower is now in Rome. "
      "The edit lives only in your browser session; everyone else still gets Paris."),
@@ -102,8 +103,9 @@ def build(ctx: AppContext) -> None:
         yield "Tracing …", gr.skip(), gr.skip()
         with ctx.pool.use(workspace) as session:
             result = backends.trace(session, PROMPT, SUBJECT, ANSWER)
+            layer = _edit_layer(session)
         fig, png = figure(backends.trace_figure(result))
-        words = describe_trace(result)
+        words = describe_trace(result) + "\n\n" + edit_site_sentence(result, layer)
         yield words, fig, workspace.record("Tour 4: causal trace", words, images=[png])
 
     def tour_edit(workspace):
@@ -153,6 +155,15 @@ def _edit_layer(session) -> int:
     except WorkbenchError as exc:  # editing not installed yet: show a middle layer, where facts usually sit
         log.info("edit layer unknown (%s): showing the middle layer", exc)
         return session.n_layers // 2
+
+
+def edit_site_sentence(result, layer: int) -> str:
+    """One sentence tying step 5's edit layer to the trace just shown (or saying why they differ)."""
+    early = result.peak_layer("mlp", result.subject_range[1] - 1)
+    if layer == early:
+        return f"Step 5 edits the MLP of layer **{layer}**: the early site this trace just found."
+    return (f"Step 5 edits the MLP of layer **{layer}**, not {early}: editing takes this model's layer from its "
+            f"table, chosen over many facts rather than this one prompt's trace.")
 
 
 def _tour_edit(workspace):

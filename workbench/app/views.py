@@ -44,16 +44,32 @@ TRACE_KINDS = {"resid": "hidden state", "mlp": "MLP output", "attn": "attention 
 
 
 def describe_trace(result) -> str:
-    """The peaks of a causal trace in words (``result``: ``editing.trace.TraceResult``)."""
+    """The peaks of a causal trace in words, then ROME's two sites (``result``: ``editing.trace.TraceResult``)."""
+    window = "one layer at a time" if result.window == 1 else f"{result.window} layers at a time"
     lines = [f"Clean run: P({result.target.strip()}) = {percent(result.clean_prob)}; with the subject blurred: "
-             f"{percent(result.corrupted_prob)}."]
+             f"{percent(result.corrupted_prob)}. MLP and attention outputs restored {window}."]
     for kind in result.scores:
         layer, token = result.peak(kind)
         best = float(result.scores[kind][layer, token])
         lines.append(f"- Restoring the **{TRACE_KINDS.get(kind, kind)}** at layer **{layer}** on token "
-                     f"**{result.tokens[token].strip() or repr(result.tokens[token])}** brings it back most "
-                     f"(to {percent(best)}).")
-    return "\n".join(lines)
+                     f"**{_token(result, token)}** brings it back most (to {percent(best)}).")
+    return "\n".join(lines + [two_sites(result)] if {"mlp", "attn"} <= set(result.scores) else lines)
+
+
+def _token(result, index: int) -> str:
+    return result.tokens[index].strip() or repr(result.tokens[index])
+
+
+def two_sites(result) -> str:
+    """ROME's two sites in a trace: the MLPs at the subject's last token, attention at the last token."""
+    subject_last, last = result.subject_range[1] - 1, len(result.tokens) - 1
+    early, late = result.peak_layer("mlp", subject_last), result.peak_layer("attn", last)
+    return (f"\n**Two sites, as in ROME.** Early site: the MLP at the subject's last token "
+            f"**{_token(result, subject_last)}** restores most at layer **{early}** "
+            f"({percent(float(result.scores['mlp'][early, subject_last]))}): there the fact is recalled. "
+            f"Late site: attention at the last token **{_token(result, last)}** restores most at layer **{late}** "
+            f"({percent(float(result.scores['attn'][late, last]))}): there it is moved to the answer. "
+            f"ROME edits an MLP of the early site.")
 
 
 def describe_sweep(result) -> str:

@@ -14,7 +14,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", default="all", choices=["all", "resid", "mlp", "attn"])
     p.add_argument("--samples", type=int, default=10, help="noise samples")
     p.add_argument("--noise", type=float, default=None, help="noise std (default 3 x std of subject embeddings)")
-    p.add_argument("--window", type=int, default=10, help="layers restored together for mlp/attn")
+    p.add_argument("--window", type=int, default=None,
+                   help="layers restored together for mlp/attn (default: a quarter of the depth, 1 to 10)")
     p.add_argument("--method", default="exact", choices=["exact", "attribution"],
                    help="exact restorations, or fast attribution patching (approximate)")
     p.add_argument("--seed", type=int, default=0)
