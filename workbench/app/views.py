@@ -81,9 +81,20 @@ def describe_sweep(result) -> str:
             f"({result.n_train} training rows, {result.n_test} held-out, seeds {list(result.seeds)}).")
 
 
-def describe_steering(curve) -> str:
-    """The strongest push of a causal check in words (``probes`` CausalResult)."""
+def describe_steering(curve, layer: int, best_layer: int, tolerance: float | None = None) -> str:
+    """The causal check in words: where it steered, the strongest push against a random one, and a
+    few prompts with their steered-to answer before and after (``curve``: ``probes`` CausalResult;
+    ``tolerance``: given when the layer was chosen by ``probes.causal.steering_layer``)."""
     row = curve.rows[-1]
-    return (f"At strength {row['alpha']:g} along the probe: P(steered-to answer) {percent(row['p_target'])} "
-            f"(the same push in a random direction: {percent(row['p_target_random'])}); P(original answer) "
-            f"{percent(row['p_original'])}. At 0: {percent(curve.rows[0]['p_target'])}. Over {curve.n_prompts} prompts.")
+    why = "" if tolerance is None else (f" (chosen: the earliest layer whose probe scores within {tolerance} of the "
+                                        f"best layer, {best_layer}; an early push leaves the later layers to carry "
+                                        f"it to the answer)")
+    lines = [f"Steering at layer **{layer}**{why}, over {curve.n_prompts} prompts, each pushed toward another answer "
+             f"than its own. At α = {row['alpha']:g}: P(steered-to answer) **{percent(row['p_target'])}** "
+             f"(at α = 0: {percent(curve.rows[0]['p_target'])}; the same push in a random direction: "
+             f"{percent(row['p_target_random'])}); P(original answer) {percent(row['p_original'])}.", ""]
+    if curve.examples:
+        lines += ["| prompt | its answer | steered to | P before | P after |", "|---|---|---|---|---|"]
+        lines += [f"| {e['prompt']} | {e['original'].strip()} | **{e['target'].strip()}** | "
+                  f"{percent(e['p_target_before'])} | {percent(e['p_target_after'])} |" for e in curve.examples]
+    return "\n".join(lines)
