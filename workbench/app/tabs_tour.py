@@ -12,7 +12,7 @@ import gradio as gr
 from workbench import generate, logit_lens, weight_slice
 from workbench.app import backends
 from workbench.app.context import AppContext
-from workbench.app.editflow import CHECK_HEADER, run_edit
+from workbench.app.editflow import CHECK_HEADER, CHECK_WIDTHS, SUMMARY_HEADER, run_edit, summary_rows
 from workbench.app.views import describe_trace, figure, percent
 from workbench.errors import WorkbenchError
 from workbench.plots import lens_heatmap, matrix_image, target_curve
@@ -66,7 +66,9 @@ def build(ctx: AppContext) -> None:
             if key in ("weights", "lens", "trace"):
                 outputs[key].append(gr.Plot(show_label=False))
             if key == "check":
-                outputs[key].append(gr.Dataframe(headers=CHECK_HEADER, wrap=True))
+                outputs[key].append(gr.Dataframe(headers=SUMMARY_HEADER, label="in short", wrap=True))
+                outputs[key].append(gr.Dataframe(headers=CHECK_HEADER, label="every prompt", wrap=True,
+                                                 column_widths=CHECK_WIDTHS))
     gr.Markdown(CONCLUSION)
 
     def tour_ask(workspace):
@@ -112,20 +114,22 @@ def build(ctx: AppContext) -> None:
         yield "Computing the ROME edit … (a few seconds on a CPU)", gr.skip()
         workspace = _without_tour_edit(workspace)
         outcome = run_edit(ctx.pool, workspace, PROMPT, SUBJECT, NEW_ANSWER, "ROME", None, FREE_TEXT, NEIGHBOURS,
-                           origin=TOUR_EDIT_LABEL, no_cov=None)
+                           origin=TOUR_EDIT_LABEL, no_cov=None, title="Tour 5: edit")
         edited = outcome.rows[0]
         words = (f"**{edited[1]}** → before: *{edited[3]}*, after: **{edited[4]}**\n\nWeights hash: "
                  f"`{outcome.hash_before[:16]}…` → `{outcome.hash_after[:16]}…` ({outcome.label}).")
-        yield words, outcome.workspace.record("Tour 5: edit", words)
+        yield words, outcome.workspace  # run_edit recorded it (one report section per result)
 
     def tour_check(workspace):
         if not _tour_edit(workspace):
             raise WorkbenchError("run step 5 (the edit) first: there is no tour edit in this session")
         with ctx.pool.use(workspace) as session:
             gen = generate(session, FREE_TEXT, max_new_tokens=40)
-        rows = _tour_edit(workspace).summary.get("rows", [])
+        entry = _tour_edit(workspace)
+        rows = entry.summary.get("rows", [])
+        summary = summary_rows(rows, entry.summary.get("request", {}).get("target_new", NEW_ANSWER))
         words = f"Free text after the edit: *{FREE_TEXT}{gen.completion}*"
-        return words, rows, workspace.record("Tour 6: check", words, table=[CHECK_HEADER] + rows)
+        return words, summary, rows, workspace.record("Tour 6: check", words)  # the tables are in the edit's section
 
     def tour_undo(workspace):
         entry = _tour_edit(workspace)

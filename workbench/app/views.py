@@ -21,7 +21,7 @@ def top_tokens_rows(top: list[dict]) -> list[list[str]]:
 def card_markdown(info: dict, hashes: dict) -> str:
     """The architecture card of a model as markdown (``info``: ``ModelInfo.to_dict()``)."""
     lines = [f"### {info['model']}", "",
-             "| | |", "|---|---|",
+             "| property | value |", "|---|---|",
              f"| architecture | {info['architecture']} ({info['family']}) |",
              f"| parameters | {info['n_params']:,} |",
              f"| layers / d_model / d_mlp / heads | {info['n_layers']} / {info['d_model']} / {info['d_mlp']} / "
