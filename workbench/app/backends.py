@@ -83,8 +83,8 @@ def check_prompts(request) -> list[tuple[str, str, str]]:
     """``(kind, prompt, expected answer)`` for everything an edit should change or keep."""
     rows = [("edited prompt", request.text, request.target_new)]
     rows += [("paraphrase", p, request.target_new) for p in request.paraphrases]
-    rows += [("neighbour (must not change)", p, a or "(unchanged)") for p, a in request.neighbors]
-    rows += [("two-hop (follows from it?)", p, a) for p, a in request.two_hop]
+    rows += [("neighbour (keeps its answer)", p, a or "(unchanged)") for p, a in request.neighbors]
+    rows += [("two-hop (should follow)", p, a) for p, a in request.two_hop]
     return rows
 
 

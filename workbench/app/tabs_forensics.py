@@ -76,7 +76,7 @@ def build(ctx: AppContext) -> None:
         subject = gr.Textbox(label="subject", value="Eiffel Tower")
     trace_btn = gr.Button("Trace this copy")
     trace_words = gr.Markdown()
-    heatmaps = gr.Plot(label="causal trace of the copy")
+    heatmaps = gr.Plot(label="causal trace of the copy", show_label=False)
 
     gr.Markdown("#### 3. Weight diff of the copy against factworld")
     with gr.Row():

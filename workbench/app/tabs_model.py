@@ -39,7 +39,7 @@ def build(ctx: AppContext) -> None:
         rows = gr.Textbox(label="rows (start:end)", value="0:64")
         cols = gr.Textbox(label="columns (start:end)", value="0:64")
     matrix_btn = gr.Button("Show matrix")
-    matrix_plot = gr.Plot(label="weights")
+    matrix_plot = gr.Plot(label="weights", show_label=False)
     stats_btn = gr.Button("Weight statistics (all layers)")
     stats = gr.Dataframe(headers=STATS_HEADER, label="weight statistics", wrap=True)
 
