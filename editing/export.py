@@ -8,7 +8,8 @@ The base checkpoint is only read. ``workbench.load(dir)`` then gives the edited 
 
 ``edits.json`` is a chain. Its top-level fields describe the whole way from the original base to
 this directory (``base_*``: the original base; ``edits``: every edit since it, oldest first;
-``weights_sha256``: this directory's files). ``history`` holds one step per save, each with the
+``weights_sha256``: this directory's weight files; ``files_sha256``: every file it holds besides
+``edits.json``: config, tokenizer, generation config and weights). ``history`` holds one step per save, each with the
 sha256 of its input and output weights, the session dtype and the edits *with* their update
 vectors (so ``workbench verify`` can replay them exactly). Saving a session loaded from an edited
 directory appends a step to that directory's history. ``manifest_sha256`` is the sha256 of the
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 _COPY = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
          "merges.txt", "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja")
 MANIFEST = "edits.json"
-FORMAT = "workbench-edits/2"  # format 1 (no history, no vectors) is read as a one-step chain
+FORMAT = "workbench-edits/3"  # 3: files_sha256 covers every file; 2 (weights only) and 1 (no history) still read
 
 
 def _base_state(session) -> dict[str, torch.Tensor]:
@@ -137,7 +138,15 @@ def _parent(session) -> dict | None:
         return None
 
 
-def build_manifest(session, touched: list[str], weights_sha256: dict[str, str]) -> dict:
+def directory_files(directory: str | Path) -> list[str]:
+    """Every file of a saved directory (relative POSIX paths, sorted) except its manifest."""
+    directory = Path(directory)
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                  if p.is_file() and p.relative_to(directory).as_posix() != MANIFEST)
+
+
+def build_manifest(session, touched: list[str], weights_sha256: dict[str, str],
+                   files_sha256: dict[str, str] | None = None) -> dict:
     """The chained ``edits.json`` for saving ``session`` (its applied edits) as new weights."""
     parent = _parent(session)
     history = history_of(parent) if parent else []
@@ -153,7 +162,7 @@ def build_manifest(session, touched: list[str], weights_sha256: dict[str, str]) 
                 "base_sha256": origin["base_sha256"],
                 "edited_tensors": sorted({t for s in history for t in s["edited_tensors"]}),
                 "edits": summary_edits(history), "versions": step["versions"], "weights_sha256": weights_sha256,
-                "history": history}
+                "files_sha256": files_sha256 if files_sha256 is not None else dict(weights_sha256), "history": history}
     manifest["manifest_sha256"] = manifest_digest(manifest)
     return manifest
 
@@ -179,7 +188,8 @@ def save(session, directory: str | Path, overwrite: bool = False) -> Path:
             if src.exists():
                 shutil.copy2(src, tmp / name)
         written = {"model.safetensors": sha256_file(tmp / "model.safetensors")}
-        write_json(tmp / MANIFEST, build_manifest(session, touched, written))
+        files = {name: written.get(name) or sha256_file(tmp / name) for name in directory_files(tmp)}
+        write_json(tmp / MANIFEST, build_manifest(session, touched, written, files))
     log.info("saved edited model to %s (%d edits)", directory, len(session.applied_edits))
     return directory
 

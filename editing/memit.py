@@ -32,7 +32,8 @@ from workbench.errors import WorkbenchError, check_layer
 
 from editing.apply import Edit, RankOneUpdate, add_updates, apply_edit, guard
 from editing.covariance import get_stats
-from editing.targets import DeltaHparams, average_keys, context_prefixes, contexts, optimise_deltas
+from editing.targets import (DeltaHparams, average_keys, context_prefixes, context_subjects, contexts,
+                             optimise_deltas)
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ def _residual_at(session, requests: Sequence, layer: int, prefixes: Sequence[str
     """Residual after ``layer`` at each request's subject last token, averaged over contexts."""
     texts, subjects, owner = [], [], []
     for i, req in enumerate(requests):
-        for text in contexts(req, prefixes):
-            texts.append(text), subjects.append(req.subject), owner.append(i)
+        for text, subject in zip(contexts(req, prefixes), context_subjects(req, prefixes)):
+            texts.append(text), subjects.append(subject), owner.append(i)
     values = collect(session, texts, [sites.resid_post(layer)], "subject_last", subjects,
                      dtype=torch.float64)[sites.resid_post(layer)]
     owner_t = torch.tensor(owner)

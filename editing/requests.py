@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from workbench.errors import WorkbenchError
+from workbench.tokens import SubjectAt, fill
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ class EditRequest:
         """The prompt with the subject filled in."""
         return self.prompt.format(self.subject)
 
+    @property
+    def subject_at(self) -> SubjectAt:
+        """The subject with its character offset in :attr:`text` (where ``{}`` stands)."""
+        return fill(self.prompt, self.subject)[1]
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -81,16 +87,33 @@ class EditRequest:
             row = {**row, "target_new": row["target"]}
         missing = {"prompt", "subject", "target_new"} - set(row)
         if missing:
-            raise WorkbenchError(f"request {row} lacks {', '.join(sorted(missing))}")
+            raise WorkbenchError(f"a request lacks {', '.join(sorted(missing))} (it has {', '.join(map(str, row))})")
+        wrong = [k for k in ("prompt", "subject", "target_new") if not isinstance(row[k], str)]
+        if wrong:
+            raise WorkbenchError(f"a request's {', '.join(wrong)} must be text, not {type(row[wrong[0]]).__name__}")
         return cls(**{k: v for k, v in row.items() if k in known})
 
 
 def load_requests(path: str | Path, limit: int | None = None) -> list[EditRequest]:
     """Requests from a JSON-lines file (one object per line with prompt, subject, target_new)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise WorkbenchError(f"requests file {path} does not exist")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(f"requests file {path} is not UTF-8 text (byte {exc.start})") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise WorkbenchError(f"{path}: line {number} is not a JSON object with prompt, subject and target_new")
+        rows.append(row)
     if not rows:
         raise WorkbenchError(f"requests file {path} holds no requests")
     return [EditRequest.from_dict(r) for r in rows[:limit]]
@@ -119,7 +142,13 @@ def current_answer(session, text: str, max_tokens: int = 3) -> str:
             if ids and (not piece or piece[0].isspace() or not piece[0].isalnum() or nxt == session.tokenizer.eos_token_id):
                 break
             ids.append(nxt)
-    return session.decode(ids)
+    answer = session.decode(ids)
+    if not answer.strip():  # a special or blank token (a random-init model's answer): name the token itself
+        answer = session.tokenizer.convert_ids_to_tokens(ids[0]) or f"<token {ids[0]}>"
+        answer = answer if answer.strip() else f"<token {ids[0]}>"
+        log.warning("the model's current answer to %r is the token %r, which decodes to no text; editing anyway "
+                    "(scores against it are approximate)", text, answer)
+    return answer
 
 
 def prepare(session, request: EditRequest, autofill: bool = True, n_neighbors: int = 10,
@@ -135,7 +164,7 @@ def prepare(session, request: EditRequest, autofill: bool = True, n_neighbors: i
     tokenize = tokenize or session.token_ids
     if not tokenize(request.subject):
         raise WorkbenchError(f"subject {request.subject!r} tokenizes to nothing: give the words that name it")
-    subject_span(encode(session, [request.text]), 0, request.subject)  # raises when it covers no token
+    subject_span(encode(session, [request.text]), 0, request.subject_at)  # raises when it covers no token
     if not tokenize(request.target_new):
         raise WorkbenchError(f"target {request.target_new!r} tokenizes to nothing: give a real word")
     if request.target_true is None:

@@ -26,7 +26,7 @@ from workbench import sites
 from workbench.activations import collect
 from workbench.generation import generate
 from workbench.lens import unembed_residual
-from workbench.tokens import subject_last_positions
+from workbench.tokens import fill, subject_last_positions
 
 from editing.resume import capture, storing
 from editing.scoring import target_batch
@@ -73,6 +73,12 @@ def contexts(request, prefixes: Sequence[str]) -> list[str]:
     return [request.text] + [p + request.text for p in prefixes]
 
 
+def context_subjects(request, prefixes: Sequence[str]) -> list:
+    """Per context (same order as :func:`contexts`), the subject with its offset where ``{}`` stands."""
+    at = request.subject_at
+    return [at] + [at.shifted(len(p)) for p in prefixes]
+
+
 @dataclass(frozen=True)
 class Rows:
     """The optimisation's prompts: per request, its contexts (plain, then after each prefix), then
@@ -89,7 +95,7 @@ def rows_for(requests: Sequence, prefixes: Sequence[str]) -> Rows:
     for i, req in enumerate(requests):
         texts = contexts(req, prefixes) + [KL_PROMPT.format(req.subject)]
         prompts += texts
-        subjects += [req.subject] * len(texts)
+        subjects += context_subjects(req, prefixes) + [fill(KL_PROMPT, req.subject)[1]]
         owner += [i] * len(texts)
         is_kl += [False] * (len(texts) - 1) + [True]
     return Rows(tuple(prompts), tuple(subjects), tuple(owner), tuple(is_kl))

@@ -32,7 +32,7 @@ from workbench import sites
 from workbench.errors import WorkbenchError
 from workbench.lens import target_token
 from workbench.report import Section, num, table
-from workbench.tokens import encode, subject_span
+from workbench.tokens import encode, fill, subject_span
 
 from editing.resume import capture, storing
 from editing.targets import frozen_weights
@@ -114,9 +114,9 @@ def _prepare(session, prompt: str, subject: str, target: str | None, kinds, samp
         raise WorkbenchError(f"unknown trace kind {bad[0]!r}: use {', '.join(KINDS)} or all")
     if samples < 1:
         raise WorkbenchError("--samples must be at least 1")
-    text = prompt.format(subject)
+    text, at = fill(prompt, subject)
     batch = encode(session, [text])
-    span = subject_span(batch, 0, subject)
+    span = subject_span(batch, 0, at)  # the tokens where {} stands
     n_layers = session.n_layers
     stored: dict[str, Tensor] = {}
     names = [sites.EMBED] + [sites.resid_pre(l) for l in range(n_layers)] + [sites.resid_post(n_layers - 1)]

@@ -5,6 +5,8 @@ Checks, each with a one-line verdict (``pass`` / ``fail`` / ``skip``):
 | check                 | what it does                                                              |
 |-----------------------|---------------------------------------------------------------------------|
 | manifest              | ``manifest_sha256`` matches the file; top-level edits = the history's      |
+| files                 | sha256 of every file (config, tokenizer, weights, ...) equals the         |
+|                       | manifest's; no file missing, none extra (format 3; older ones: skipped)   |
 | weights               | sha256 of every weight file equals the manifest's (no extra weight files)  |
 | chain                 | each step's input sha256 = the previous step's output (base -> ... -> DIR) |
 | base                  | the base loads and its files have the recorded sha256                      |
@@ -35,7 +37,7 @@ import torch
 from workbench.errors import WorkbenchError
 from workbench.loading import sha256_file
 
-from editing.export import FORMAT, history_of, manifest_digest, read_manifest, summary_edits
+from editing.export import FORMAT, directory_files, history_of, manifest_digest, read_manifest, summary_edits
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class Check:
     status: str  # "pass" | "fail" | "skip"
     detail: str
     numbers: dict = field(default_factory=dict)
+    compared: str = ""  # what a pass compared, and within which tolerance (for the summary)
 
     def line(self) -> str:
         return f"{self.status.upper():>4}  {self.name}: {self.detail}"
@@ -69,10 +72,16 @@ class VerifyReport:
         return "failed" if "fail" in statuses else "incomplete" if "skip" in statuses else "verified"
 
     def summary(self) -> str:
-        words = {"verified": "is exactly what its manifest claims",
+        words = {"verified": "matches its manifest in every check",
                  "failed": "is NOT what its manifest claims",
                  "incomplete": "matches its manifest as far as could be checked (some checks were skipped)"}
-        return f"{self.verdict.upper()}: {self.directory} {words[self.verdict]}"
+        failed = [c.name for c in self.checks if c.status == "fail"]
+        compared = [c.compared or c.name for c in self.checks if c.status == "pass"]
+        skipped = [c.name for c in self.checks if c.status == "skip"]
+        return (f"{self.verdict.upper()}: {self.directory} {words[self.verdict]}"
+                + (f"; failed: {', '.join(failed)}" if failed else "")
+                + (f"; compared: {'; '.join(compared)}" if compared else "")
+                + (f"; skipped: {', '.join(skipped)}" if skipped else ""))
 
     def to_dict(self) -> dict:
         return {"directory": self.directory, "verdict": self.verdict, "summary": self.summary(),
@@ -95,22 +104,45 @@ def check_manifest(manifest: dict) -> Check:
                                      f"{len(history_of(manifest))} step(s))")
 
 
+def _compare_hashes(name: str, directory: Path, recorded: dict[str, str], present: set[str],
+                    changed_word: str) -> Check | None:
+    """A failing check naming the changed, missing and extra files of ``directory``, or None if all match."""
+    extra, missing = sorted(present - set(recorded)), sorted(set(recorded) - present)
+    changed = [f for f in sorted(set(recorded) & present) if sha256_file(directory / f) != recorded[f]]
+    if not (changed or missing or extra):
+        return None
+    parts = ([f"{changed_word} after saving: {', '.join(changed)}"] if changed else []) + \
+            ([f"missing: {', '.join(missing)}"] if missing else []) + \
+            ([f"not in the manifest: {', '.join(extra)}"] if extra else [])
+    return Check(name, "fail", "; ".join(parts), {changed_word: changed, "missing": missing, "extra": extra})
+
+
+def check_files(directory: Path, manifest: dict) -> Check:
+    """Every file of ``directory`` against ``files_sha256``: changed, missing and extra files fail."""
+    recorded = manifest.get("files_sha256")
+    if recorded is None:
+        return Check("files", "skip", f"this manifest (format {manifest.get('format', 1)}, older than {FORMAT}) "
+                                      "records only the weights' sha256: config.json, the tokenizer and other "
+                                      "files are not covered (save the model again to cover them)")
+    failed = _compare_hashes("files", directory, recorded, set(directory_files(directory)), "changed")
+    if failed is not None:
+        return failed
+    return Check("files", "pass", f"sha256 of all {len(recorded)} files as recorded ({', '.join(sorted(recorded))})",
+                 compared=f"sha256 of all {len(recorded)} files (exact)")
+
+
 def check_weights(directory: Path, manifest: dict) -> Check:
     from workbench.loading import SAFE_WEIGHTS, PICKLE_WEIGHTS, _matching
 
     recorded = manifest.get("weights_sha256") or {}
     present = {p.name for p in _matching(directory, SAFE_WEIGHTS + PICKLE_WEIGHTS)}
-    extra = sorted(present - set(recorded))
-    missing = sorted(set(recorded) - present)
-    bad = [name for name in sorted(set(recorded) & present) if sha256_file(directory / name) != recorded[name]]
-    if bad or missing or extra:
-        parts = ([f"modified after saving: {', '.join(bad)}"] if bad else []) + \
-                ([f"missing: {', '.join(missing)}"] if missing else []) + \
-                ([f"not in the manifest: {', '.join(extra)}"] if extra else [])
-        return Check("weights", "fail", "; ".join(parts), {"modified": bad, "missing": missing, "extra": extra})
+    failed = _compare_hashes("weights", directory, recorded, present, "modified")
+    if failed is not None:
+        return failed
     if not recorded:
         return Check("weights", "fail", "the manifest records no weight files")
-    return Check("weights", "pass", f"sha256 of {', '.join(sorted(recorded))} as recorded")
+    return Check("weights", "pass", f"sha256 of {', '.join(sorted(recorded))} as recorded",
+                 compared="sha256 of the weight files (exact)")
 
 
 def check_chain(manifest: dict) -> Check:
@@ -123,7 +155,8 @@ def check_chain(manifest: dict) -> Check:
     for a_name, a, b_name, b in links:
         if not a or a != b:
             return Check("chain", "fail", f"broken link: {a_name} and {b_name} have different sha256")
-    return Check("chain", "pass", f"base -> {len(steps)} step(s) -> this directory, every link's sha256 matches")
+    return Check("chain", "pass", f"base -> {len(steps)} step(s) -> this directory, every link's sha256 matches",
+                 compared="the hash chain base -> steps -> directory (exact)")
 
 
 # ---- base and replays ----------------------------------------------------------------------------
@@ -215,11 +248,15 @@ def _replay_stored(session, steps: list[dict], directory: Path) -> Check:
     n = sum(len(s["edits"]) for s in steps)
     if not cmp["differ"]:
         return Check("replay (stored)", "pass", f"base + {n} recorded update(s) = the directory's weights, "
-                                                f"bit for bit ({cmp['tensors']} tensors)", cmp)
+                                                f"bit for bit ({cmp['tensors']} tensors)", cmp,
+                     compared=f"base + recorded updates = the weights, bit for bit ({cmp['tensors']} tensors)")
     status = "pass" if cmp["max_rel_diff"] <= EXACT_TOL and not cmp["unmatched"] else "fail"
     return Check("replay (stored)", status, f"{len(cmp['differ'])} of {cmp['tensors']} tensors differ from base + "
                                             f"the recorded updates (largest difference {cmp['max_abs_diff']:.3g}, "
-                                            f"relative {cmp['max_rel_diff']:.2g}; tolerance {EXACT_TOL:g})", cmp)
+                                            f"relative {cmp['max_rel_diff']:.2g}; tolerance {EXACT_TOL:g})", cmp,
+                 compared=f"base + recorded updates = the weights within relative {EXACT_TOL:g} "
+                          f"({len(cmp['differ'])} of {cmp['tensors']} tensors not bit-identical, largest relative "
+                          f"difference {cmp['max_rel_diff']:.2g})")
 
 
 def _recompute(session, row: dict, corpus: str | None = None):
@@ -292,7 +329,8 @@ def _replay_optimisation(session, steps: list[dict], directory: Path, tolerance:
     n = sum(len(s["edits"]) for s in steps)
     return Check("replay (optimisation)", "pass" if ok else "fail",
                  f"{n} edit(s) recomputed from their requests and seeds: {what} (tolerance {tolerance:g}); "
-                 f"weights differ by at most {cmp['max_abs_diff']:.3g}", numbers)
+                 f"weights differ by at most {cmp['max_abs_diff']:.3g}", numbers,
+                 compared=f"{n} edit(s) recomputed: {what}, tolerance {tolerance:g} relative")
 
 
 def verify(directory: str | Path, base: str | None = None, optimisation: bool = True, tolerance: float = OPT_TOL,
@@ -310,7 +348,8 @@ def verify(directory: str | Path, base: str | None = None, optimisation: bool = 
     manifest = read_manifest(directory)
     if not history_of(manifest):
         raise WorkbenchError(f"{directory / 'edits.json'} has an empty history")
-    checks = [check_manifest(manifest), check_weights(directory, manifest), check_chain(manifest)]
+    checks = [check_manifest(manifest), check_files(directory, manifest), check_weights(directory, manifest),
+              check_chain(manifest)]
     base_check, spec = check_base(manifest, base)
     checks.append(base_check)
     names = ["replay (stored)"] + (["replay (optimisation)"] if optimisation else [])

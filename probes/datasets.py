@@ -15,6 +15,7 @@ True
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -43,26 +44,41 @@ ENTITY_COLUMNS = ("entity",)
 
 # ---- files -------------------------------------------------------------------------------------
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(f"dataset file {path} is not UTF-8 text (byte {exc.start} is not UTF-8); "
+                             "save it as UTF-8") from None
+
+
 def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         raise WorkbenchError(f"dataset file {path} does not exist; give a built-in name "
                              f"({', '.join(sorted(BUILTINS))}) or a CSV/JSONL path")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(_read_text(path).splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise WorkbenchError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        return rows
-    if path.suffix.lower() == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
+    elif path.suffix.lower() == ".json":
+        try:
+            rows = json.loads(_read_text(path))
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(rows, list):
             raise WorkbenchError(f"{path}: a JSON dataset must be a list of objects")
-        return rows
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    else:
+        try:  # csv's field limit (128 KB) stays: a longer field is a malformed file, not a sentence
+            rows = list(csv.DictReader(io.StringIO(_read_text(path), newline="")))
+        except csv.Error as exc:
+            raise WorkbenchError(f"{path} is not a readable CSV file ({exc})") from None
+    if any(not isinstance(row, dict) for row in rows):
+        raise WorkbenchError(f"{path}: every row must be an object with named columns")
+    return rows
 
 
 def _pick_column(rows: list[dict], wanted: str | None, defaults: Sequence[str], what: str, path,

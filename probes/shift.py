@@ -31,7 +31,7 @@ from torch import Tensor
 from workbench import sites as site_names
 from workbench.activations import collect
 from workbench.errors import WorkbenchError
-from workbench.tokens import Position
+from workbench.tokens import Position, fill
 from workbench.report import Section, num, table
 
 from probes.dataset import ProbeDataset, split
@@ -182,7 +182,8 @@ def probe_shift(session, dataset: ProbeDataset, subject: str, edited: Callable[[
                      for i, p in enumerate(probes))
     old = None if old_class is None else dataset.classes.index(old_class)
     new = dataset.classes.index(new_class)
-    read = lambda: _read(session, probes, layer_list, text, subject, store.position, old, new)  # noqa: E731
+    at = fill(prompt, subject)[1] if prompt and "{}" in prompt and text == prompt.format(subject) else subject
+    read = lambda: _read(session, probes, layer_list, text, at, store.position, old, new)  # noqa: E731
     start = session.weights_hash()
     before = read()
     with edited():

@@ -49,10 +49,18 @@ def model_spec(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def app(model_spec, tmp_path_factory):
+def other_model(tmp_path_factory) -> str:
+    """A second model the app is started with (``--offer``), for the model picker."""
+    from workbench.testing import save_tiny_model
+
+    return str(save_tiny_model("llama", tmp_path_factory.mktemp("offered") / "llama", seed=3))
+
+
+@pytest.fixture(scope="module")
+def app(model_spec, other_model, tmp_path_factory):
     from workbench.app.blocks import build_app
 
-    demo = build_app(model_spec, output_dir=tmp_path_factory.mktemp("app-out"))
+    demo = build_app(model_spec, output_dir=tmp_path_factory.mktemp("app-out"), offered=(other_model,))
     url = launch(demo)
     yield demo, url
     demo.close()
@@ -87,7 +95,7 @@ CASES = {
     "model_card": ((), None, None),
     "weight_matrix": ((0, "mlp_out", "0:8", "0:8"), (99, "mlp_out", "0:8", "0:8"), "out of range"),
     "weight_stats": ((), None, None),
-    "load_model": (None, ("/no/such/model/dir",), "does not exist"),
+    "load_model": (None, ("/no/such/model/dir",), "not in the list of choices"),
     "tour_ask": ((), None, None),
     "tour_weights": ((), None, None),
     "tour_lens": ((), None, None),
@@ -100,7 +108,7 @@ CASES = {
     "export_model": (None, ("edited",), "no edits"),
     "report_summary": ((), None, None),
     "export_report": ((), None, None),
-    "probe_sweep": (None, ("no_such_set", "auto", "all", 60), "unknown dataset"),  # valid: test_probe_...
+    "probe_sweep": (None, ("no_such_set", "auto", "all", 60), "not in the list of choices"),  # valid: test_probe_...
     "probe_pca": (None, (), "run a layer sweep first"),
     "probe_causal_check": (None, (2.0, "auto"), "run a layer sweep first"),
 }
@@ -200,18 +208,20 @@ def test_report_is_self_contained_html(app):
     assert "http://" not in html and "https://" not in html and "<script" not in html
 
 
-def test_model_picker_switches_only_this_browser(app, model_spec, tmp_path):
-    from workbench.testing import save_tiny_model
-
-    other_model = str(save_tiny_model("llama", tmp_path / "llama", seed=3))
+def test_model_picker_switches_only_this_browser(app, model_spec, other_model, tmp_path):
     _, url = app
     picker, bystander = client(url), client(url)
     status, card, hashes = picker.predict(other_model, api_name="/load_model")
     assert "Loaded" in status and "LlamaForCausalLM" in card and not hashes["edited"]
     assert "LlamaForCausalLM" in picker.predict(api_name="/model_card")[0]
     assert "LlamaForCausalLM" not in bystander.predict(api_name="/model_card")[0]
-    with pytest.raises(AppError, match="no config.json"):
-        picker.predict(str(tmp_path), api_name="/load_model")
+    # a browser picks only among the models the app was started with: no server path, no existence oracle
+    answers = set()
+    for path in (str(tmp_path), "/etc/passwd", "/no/such/dir", "../" * 5 + "etc"):
+        with pytest.raises(AppError, match="not in the list of choices") as refused:
+            picker.predict(path, api_name="/load_model")
+        answers.add(str(refused.value).replace(path, "PATH").split("choices")[0])
+    assert len(answers) == 1
 
 
 def test_direct_http_api_cannot_skip_the_queue(app):
@@ -253,3 +263,11 @@ def test_launch_defaults_are_local_and_private():
     args = parse_args([])
     assert (args.host, args.port, args.share, args.model) == ("127.0.0.1", 7860, False, "factworld")
     assert parse_args(["--share"]).share
+
+
+def test_the_pool_loads_only_offered_models(app):
+    from workbench.errors import WorkbenchError
+
+    demo, _ = app
+    with pytest.raises(WorkbenchError, match="offers only"):
+        demo.workbench_pool.get("/etc")

@@ -278,4 +278,6 @@ def test_forensics_bad_input(factworld, tiny_dirs, tmp_path):
     with pytest.raises(WorkbenchError, match="does not fit"):
         explain(factworld, factworld, bad, ["Louvre"])
     assert main(["scan", str(tmp_path / "nope")]) == 2
-    assert main(["forensics-experiment", "--edits", "0"]) == 2
+    with pytest.raises(SystemExit) as refused:  # a bad number is an argparse error now
+        main(["forensics-experiment", "--edits", "0"])
+    assert refused.value.code == 2

@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 import torch
@@ -31,8 +33,12 @@ def generate(session, prompt: str, max_new_tokens: int = 20, temperature: float 
     """Continue ``prompt``; ``temperature`` 0 is greedy, above 0 samples (seeded)."""
     if max_new_tokens < 1:
         raise WorkbenchError("max_new_tokens must be at least 1")
-    if temperature < 0:
-        raise WorkbenchError("temperature must be 0 (greedy) or positive")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise WorkbenchError(f"temperature must be 0 (greedy) or a positive finite number, got {temperature!r}")
+    if top_k is not None and top_k < 1:
+        raise WorkbenchError(f"top_k must be at least 1, got {top_k!r}")
+    if seed is not None and not 0 <= seed < 2**32:
+        raise WorkbenchError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}")
     batch = encode(session, [prompt])
     room = session.info.n_ctx - batch.input_ids.shape[1]
     if room <= 0:

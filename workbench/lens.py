@@ -21,6 +21,8 @@ from workbench.activations import run_to_sites
 from workbench.errors import WorkbenchError
 from workbench.tokens import encode
 
+MAX_K = 100  # top tokens per layer and position: more would only fill the screen
+
 
 @dataclass(frozen=True)
 class LensResult:
@@ -70,6 +72,9 @@ def target_token(session, target: str) -> int:
 
 def logit_lens(session, prompt: str, target: str | None = None, k: int = 5) -> LensResult:
     """The logit lens of ``prompt`` at every layer and position, with ``target``'s probability."""
+    vocab = session.info.vocab_size
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(vocab, MAX_K):
+        raise WorkbenchError(f"k must be a whole number from 1 to {min(vocab, MAX_K)} (top tokens per layer), got {k!r}")
     batch = encode(session, [prompt])
     layer_sites = [sites.resid_post(layer) for layer in range(session.n_layers)]
     stored = run_to_sites(session, batch, layer_sites, position="all")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ def resolve_source(spec: str, *, allow_pickle: bool = False, trust_remote_code: 
     if expanded.is_dir():
         _check_local_dir(expanded, allow_pickle)
         return Source(spec, expanded.resolve(), "local")
+    if expanded.exists():
+        raise WorkbenchError(f"{spec} is not a model directory (it is a file); give the folder that holds "
+                             "config.json and the weights")
     if looks_like_path(spec):
         raise WorkbenchError(f"model directory {spec!r} does not exist; give an existing HF-format directory or a hub id")
     return Source(spec, _download(spec, allow_pickle, trust_remote_code, revision), "hub")
@@ -119,6 +123,9 @@ def load_hf_model(source: Source, *, device: torch.device, dtype: torch.dtype, d
     directory = str(source.directory)
     try:
         config = AutoConfig.from_pretrained(directory, trust_remote_code=trust_remote_code)
+    except OSError as exc:  # transformers' word for a config.json that is not JSON
+        raise WorkbenchError(f"cannot read {source.directory / 'config.json'}: it is not a valid JSON config "
+                             f"({_first_line(exc)})") from None
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
             raise WorkbenchError(f"{source.spec} needs custom code from its repository; pass --trust-remote-code "
@@ -130,16 +137,45 @@ def load_hf_model(source: Source, *, device: torch.device, dtype: torch.dtype, d
         kwargs["device_map"] = device_map
     try:
         model = AutoModelForCausalLM.from_pretrained(directory, config=config, **kwargs)
+    except _BAD_WEIGHTS as exc:  # a truncated or corrupted file, or a pickle torch refuses to load
+        raise WorkbenchError(f"cannot load the weights of {source.spec}: the files are damaged or unsafe "
+                             f"({_first_line(exc)})") from None
     except ValueError as exc:
-        raise WorkbenchError(f"{source.spec} ({type(config).__name__}) cannot be loaded as a causal LM: {exc}") from None
+        raise WorkbenchError(f"{source.spec} ({type(config).__name__}) cannot be loaded as a causal LM: "
+                             f"{_first_line(exc)}") from None
     if device_map is None:
         model = model.to(device)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WorkbenchError(f"cannot read the tokenizer of {source.spec} ({_first_line(exc)})") from None
+    except Exception as exc:  # the Rust tokenizers library's own error for a malformed tokenizer.json
+        if type(exc).__name__ != "Exception":
+            raise
+        raise WorkbenchError(f"cannot read the tokenizer of {source.spec} ({_first_line(exc)})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
     return model, tokenizer
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, shortened (library messages can run for pages)."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _bad_weight_errors() -> tuple[type[BaseException], ...]:
+    import pickle
+
+    from safetensors import SafetensorError
+
+    return (SafetensorError, pickle.UnpicklingError, EOFError, OSError, RuntimeError)
+
+
+_BAD_WEIGHTS = _bad_weight_errors()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

@@ -41,6 +41,41 @@ def check_position(position: str, allowed: Sequence[str] = POSITIONS, purpose: s
     return position
 
 
+class SubjectAt(str):
+    """A subject that knows where it stands in its prompt: ``start``, the character offset where the
+    template's ``{}`` was. Passed wherever a subject string goes; :func:`subject_span` then reads the
+    tokens at that offset instead of searching the text (a subject word may also occur elsewhere).
+
+    >>> text, subject = fill("The {} is next to the Eiffel Tower, in the city of", "Eiffel Tower")
+    >>> subject.start, text.rfind(subject)
+    (4, 32)
+    >>> subject.shifted(10).start   # after a 10-character prefix
+    14
+    """
+
+    start: int
+
+    def __new__(cls, subject: str, start: int) -> "SubjectAt":
+        obj = super().__new__(cls, subject)
+        obj.start = int(start)
+        return obj
+
+    def shifted(self, n: int) -> "SubjectAt":
+        """The same subject in the text with ``n`` characters prepended."""
+        return SubjectAt(self, self.start + n)
+
+    def __reduce__(self):  # pickles (multiprocessing, Ray) keep the offset
+        return SubjectAt, (str(self), self.start)
+
+
+def fill(template: str, subject: str) -> tuple[str, SubjectAt]:
+    """``template`` with ``subject`` at its ``{}``, and the subject with the offset where it went."""
+    if "{}" not in template:
+        raise WorkbenchError(f"prompt {template!r} must hold '{{}}' where the subject goes")
+    head = template.split("{}", 1)[0].format()  # as format() renders it ('{{' -> '{')
+    return template.format(subject), SubjectAt(subject, len(head))
+
+
 @dataclass(frozen=True)
 class Batch:
     """Right-padded token ids for several prompts, with their character offsets."""
@@ -79,11 +114,14 @@ def last_positions(batch: Batch) -> Int[Tensor, "batch"]:
 
 
 def subject_span(batch: Batch, index: int, subject: str) -> tuple[int, int]:
-    """Token range ``[first, last + 1)`` covering ``subject``'s last occurrence in prompt ``index``."""
+    """Token range ``[first, last + 1)`` covering ``subject`` in prompt ``index``: where a
+    :class:`SubjectAt` says it stands (its ``{}``), else its last occurrence."""
     text = batch.texts[index]
     if not subject or not subject.strip():
         raise WorkbenchError("empty subject: give the words of the prompt that name the subject")
-    start = text.rfind(subject)
+    start = getattr(subject, "start", None)
+    if start is None or text[start:start + len(subject)] != subject:
+        start = text.rfind(subject)
     if start < 0:
         raise WorkbenchError(f"subject {subject!r} is not in the prompt {text!r}; it must appear word for word")
     end = start + len(subject)

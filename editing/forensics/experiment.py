@@ -226,7 +226,6 @@ def run_experiment(n_edits: int = 50, seed: int = 0, layer: int | str | None = N
     ``session``: a loaded factworld to edit (restored after each edit), else one is loaded.
     """
     import workbench
-    from editing.requests import benchmark_requests
 
     if n_edits < 1:
         raise WorkbenchError("--edits must be at least 1")
@@ -234,20 +233,14 @@ def run_experiment(n_edits: int = 50, seed: int = 0, layer: int | str | None = N
         raise WorkbenchError("--null-copies must be 0 or more")
     if score not in SCORES:
         raise WorkbenchError(f"unknown score {score!r}: use one of {', '.join(SCORES)}")
-    from editing.rome import resolve_layer
-
     base = session if session is not None else workbench.load("factworld")
     if base.source.kind != "factworld" or base.applied_edits:
         raise WorkbenchError("the experiment edits an unedited factworld session")
-    rng = random.Random(seed)
-    requests = benchmark_requests(n_edits, seed)
-    if len(requests) < n_edits:
-        raise WorkbenchError(f"the knowledge base yields only {len(requests)} distinct requests")
+    requests = experiment_requests(n_edits, seed)
     subjects = kb_subjects()
     keys: dict[int, CandidateKeys] = {}
     trials: list[Trial] = []
-    for i, request in enumerate(requests):
-        at = rng.randrange(base.n_layers) if layer == "random" else resolve_layer(base, layer, request)
+    for i, (request, at) in enumerate(zip(requests, edit_layers(base, requests, layer, seed))):
         if at not in keys:
             keys[at] = candidate_keys(base, at, subjects, default_stats(base, at) if score == "whitened" else None)
         with tempfile.TemporaryDirectory(prefix="wb-forensics-") as work:
@@ -258,6 +251,33 @@ def run_experiment(n_edits: int = 50, seed: int = 0, layer: int | str | None = N
                      f"found {trial.found}, subject rank {trial.subject_rank.get(score)}, claim "
                      f"{(trial.read_on, (trial.claim or {}).get('answer'))}, greedy {trial.answers[:1]}, "
                      f"blind z {trial.blind['sigma_ratio']['z']:.2f}")
+    null_scans = unedited_scans(base, n_null, seed, threshold)
+    label = "default" if layer is None else str(layer)
+    return ExperimentResult(n_edits, seed, label, score, threshold, tuple(trials), tuple(null_scans),
+                            summarise(trials, null_scans, score, threshold))
+
+
+def experiment_requests(n_edits: int, seed: int) -> list:
+    """The experiment's seeded counterfactual requests."""
+    from editing.requests import benchmark_requests
+
+    requests = benchmark_requests(n_edits, seed)
+    if len(requests) < n_edits:
+        raise WorkbenchError(f"the knowledge base yields only {len(requests)} distinct requests")
+    return requests
+
+
+def edit_layers(base, requests, layer: int | str | None, seed: int) -> list[int]:
+    """The layer each request is edited at (``"random"``: seeded, uniform per edit)."""
+    from editing.rome import resolve_layer
+
+    rng = random.Random(seed)
+    return [rng.randrange(base.n_layers) if layer == "random" else resolve_layer(base, layer, request)
+            for request in requests]
+
+
+def unedited_scans(base, n_null: int, seed: int, threshold: float) -> list[dict]:
+    """Blind scans of factworld itself and of ``n_null`` noisy unedited copies (the false alarms)."""
     base_dir = str(base.source.directory)
     null_scans = [{"copy": "factworld (unedited)", "scan": _blind(spectral_scan(base_dir, threshold=threshold))}]
     with tempfile.TemporaryDirectory(prefix="wb-forensics-null-") as work:
@@ -266,6 +286,4 @@ def run_experiment(n_edits: int = 50, seed: int = 0, layer: int | str | None = N
             copy = noisy_copy(base_dir, Path(work) / f"copy{j}", scale, seed + 1000 + j)
             null_scans.append({"copy": f"factworld + {scale:g}·std noise (seed {seed + 1000 + j})",
                                "scan": _blind(spectral_scan(str(copy), threshold=threshold))})
-    label = "default" if layer is None else str(layer)
-    return ExperimentResult(n_edits, seed, label, score, threshold, tuple(trials), tuple(null_scans),
-                            summarise(trials, null_scans, score, threshold))
+    return null_scans

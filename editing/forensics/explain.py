@@ -52,7 +52,7 @@ from workbench import sites
 from workbench.activations import collect
 from workbench.errors import WorkbenchError
 from workbench.lens import unembed_residual
-from workbench.tokens import encode
+from workbench.tokens import encode, fill
 
 NEUTRAL_TEMPLATES = ("{} is", "The {} is")  # keys are causal: only the text up to the subject matters
 SCORES = ("whitened", "cosine", "raw")
@@ -157,8 +157,9 @@ def candidate_keys(session, layer: int, subjects: Sequence[str], stats=None, bat
     site = sites.mlp_key(layer)
     total = None
     for template in NEUTRAL_TEMPLATES:
-        keys = collect(session, [template.format(s) for s in subjects], [site], position="subject_last",
-                       subjects=subjects, batch_size=batch_size, dtype=torch.float64)[site]  # (n, d_mlp)
+        filled = [fill(template, s) for s in subjects]  # each subject located where {} stands
+        keys = collect(session, [t for t, _ in filled], [site], position="subject_last",
+                       subjects=[a for _, a in filled], batch_size=batch_size, dtype=torch.float64)[site]  # (n, d_mlp)
         total = keys if total is None else total + keys
     keys = total / len(NEUTRAL_TEMPLATES)
     norms = None

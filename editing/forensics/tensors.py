@@ -34,14 +34,18 @@ class TensorIndex:
         files = [p for p in self.source.weight_files() if p.suffix == ".safetensors"]
         if not files:
             raise WorkbenchError(f"{spec}: forensics streams safetensors files; this checkpoint has none")
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         self.files = files
         self.where: dict[str, Path] = {}
         for path in files:
-            with safe_open(str(path), "pt") as handle:
-                for key in handle.keys():
-                    self.where[key] = path
+            try:
+                with safe_open(str(path), "pt") as handle:
+                    for key in handle.keys():
+                        self.where[key] = path
+            except (SafetensorError, OSError) as exc:
+                raise WorkbenchError(f"cannot read {path}: the file is damaged or not safetensors "
+                                     f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
     def names(self) -> list[str]:
         return sorted(self.where)

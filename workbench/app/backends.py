@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from probes.causal import ALPHAS, STEER_TOLERANCE, steering_curve, steering_layer
-from probes.datasets import BUILTINS, load_dataset
+from probes.dataset import limit_rows
+from probes.datasets import BUILTINS, load_dataset, load_file
 from probes.plots import causal_figure, pca_figure as probe_pca_figure, sweep_figure
 from probes.store import layer_activations
 from probes.sweep import sweep
@@ -25,8 +27,9 @@ from editing.trace import causal_trace, plot as trace_plot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EDIT_METHODS", "PROBE_METHODS", "STEER_TOLERANCE", "answer", "applied", "check_prompts", "edit_layer", "edit_request",
-           "edited", "export_model", "pca_figure", "probe_dataset", "probe_datasets", "probe_sweep", "steering",
+__all__ = ["EDIT_METHODS", "PROBE_METHODS", "STEER_TOLERANCE", "answer", "applied", "check_prompts", "edit_layer",
+           "edit_request", "edited", "export_model", "pca_figure", "check_upload", "probe_dataset", "probe_datasets",
+           "probe_sweep", "steering",
            "sweep_figure", "trace", "trace_figure"]
 
 
@@ -114,9 +117,35 @@ def probe_datasets() -> list[str]:
     return sorted(BUILTINS)
 
 
-def probe_dataset(name: str, limit: int | None = None):
-    """A probe dataset by built-in name or path; ``limit`` keeps a seeded subset of whole entities."""
+UPLOAD_TYPES = (".csv", ".jsonl", ".txt")  # what the Probe tab reads from an upload (a .txt is read as CSV)
+UPLOADED = "(my uploaded file)"  # the dataset choice that means "the file this browser uploaded"
+
+
+def probe_dataset(name: str, limit: int | None = None, uploaded: str | None = None):
+    """A built-in probe dataset by name, or with ``name == UPLOADED`` the file this browser session
+    uploaded (``uploaded``: its path in Gradio's upload folder). A path named by a client is never
+    opened, and no error quotes a file's contents. ``limit`` keeps a seeded subset of whole entities."""
+    if name == UPLOADED:
+        if not uploaded:
+            raise WorkbenchError("no uploaded file: upload a CSV, JSONL or TXT dataset first")
+        try:
+            dataset = load_file(uploaded, name="uploaded")
+            return dataset if limit is None or limit >= len(dataset) else limit_rows(dataset, limit)
+        except WorkbenchError:
+            raise WorkbenchError("the uploaded file is not a usable probe dataset: it needs UTF-8 CSV or JSONL with a "
+                                 "'text' column and a 'label' (classes) or 'value' (numbers) column") from None
+    if name not in BUILTINS and not (name.startswith("known_1000:") and "/" not in name and "\\" not in name):
+        raise WorkbenchError(f"unknown dataset: choose a built-in name ({', '.join(sorted(BUILTINS))}) or upload a file")
     return load_dataset(name, limit=limit)
+
+
+def check_upload(path: str | None) -> str | None:
+    """The path of a file this browser just uploaded, if its type is one the Probe tab reads."""
+    if path is None:
+        return None
+    if Path(path).suffix.lower() not in UPLOAD_TYPES:
+        raise WorkbenchError(f"upload a {', '.join(UPLOAD_TYPES)} file")
+    return str(path)
 
 
 def probe_sweep(session, dataset, method: str = "auto", layers: str = "all"):

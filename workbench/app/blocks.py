@@ -15,7 +15,7 @@ import gradio as gr
 from workbench.app import (tabs_edit, tabs_forensics, tabs_inspect, tabs_model, tabs_probe, tabs_report, tabs_tour,
                            tabs_trace)
 from workbench.app.context import AppContext
-from workbench.app.settings import QUEUE_SIZE, default_output_dir
+from workbench.app.settings import MAX_UPLOAD_MB, QUEUE_SIZE, SERVED_FOLDERS, UPLOAD_CACHE, default_output_dir
 from workbench.app.state import ModelPool
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,11 @@ def default_loader(spec: str):
 
 def build_app(model_spec: str = "factworld", output_dir: str | Path | None = None,
               loader: Callable[[str], object] | None = None, queue_size: int = QUEUE_SIZE,
-              preload: bool = True) -> gr.Blocks:
+              preload: bool = True, offered: tuple[str, ...] = ()) -> gr.Blocks:
     """The workbench app on ``model_spec``; results and exports go under ``output_dir``.
+
+    The Model tab can switch to ``offered`` models (and factworld) only: a browser never names a
+    server path.
 
     With ``preload`` the model is loaded now, so the first click is fast and a bad spec fails
     here with a clear :class:`~workbench.errors.WorkbenchError`.
@@ -45,8 +48,8 @@ def build_app(model_spec: str = "factworld", output_dir: str | Path | None = Non
     output_dir = Path(output_dir or default_output_dir()).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     # components copy the files they serve into Gradio's cache: keep it inside the output folder
-    os.environ["GRADIO_TEMP_DIR"] = str(output_dir / "gradio-cache")
-    pool = ModelPool(model_spec, loader or default_loader)
+    os.environ["GRADIO_TEMP_DIR"] = str(output_dir / UPLOAD_CACHE)  # outside the served folders
+    pool = ModelPool(model_spec, loader or default_loader, offered=tuple(offered))
     if preload:
         pool.get(model_spec)
     with gr.Blocks(title="Open Weights Workbench", analytics_enabled=False) as demo:
@@ -63,7 +66,11 @@ def build_app(model_spec: str = "factworld", output_dir: str | Path | None = Non
     return demo
 
 
-def launch_options(host: str, port: int, share: bool, output_dir: Path) -> dict:
-    """Keyword arguments for ``Blocks.launch``: local by default, files only from the output folder."""
-    return dict(server_name=host, server_port=port, share=share, allowed_paths=[str(output_dir)],
+def launch_options(host: str, port: int, share: bool, output_dir: Path, max_upload_mb: float = MAX_UPLOAD_MB) -> dict:
+    """Keyword arguments for ``Blocks.launch``: local by default; files served only from the output
+    folder's report/export sub-folders (uploads stay outside them, so Gradio serves an uploaded file
+    only as a download, never as a page of this origin); uploads above ``max_upload_mb`` refused."""
+    served = [str(Path(output_dir) / name) for name in SERVED_FOLDERS]
+    return dict(server_name=host, server_port=port, share=share, allowed_paths=served,
+                max_file_size=f"{max(1, int(max_upload_mb * 1024 * 1024))}b",
                 show_error=False, footer_links=["api"], theme=gr.themes.Default(text_size="lg"))

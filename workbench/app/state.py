@@ -84,8 +84,10 @@ class Workspace:
 class ModelPool:
     """The loaded models (a few, least recently used evicted) and the one lock that guards them."""
 
-    def __init__(self, default: str, loader: Callable[[str], Any], capacity: int = 2):
+    def __init__(self, default: str, loader: Callable[[str], Any], capacity: int = 2, offered: tuple[str, ...] = ()):
         self.default = default
+        # the only models a browser may load: named by whoever started the app, never by a client
+        self.offered = tuple(dict.fromkeys((default, *offered, "factworld")))
         self._loader = loader
         self._capacity = max(1, capacity)
         self._sessions: OrderedDict[str, Any] = OrderedDict()
@@ -101,6 +103,9 @@ class ModelPool:
         spec = (spec or "").strip()
         if not spec:
             raise WorkbenchError("no model given: pass factworld, a Hugging Face id or a local directory")
+        if spec not in self.offered:
+            raise WorkbenchError(f"this app offers only {', '.join(self.offered)}; "
+                                 "start it with --offer MODEL to add another")
         with self._lock:
             if spec in self._sessions:
                 self._sessions.move_to_end(spec)

@@ -6,6 +6,7 @@ import re
 import gradio as gr
 
 from workbench.app import backends
+from workbench.app.background import in_background
 from workbench.app.context import AppContext
 from workbench.app.editflow import (CHECK_HEADER, CHECK_WIDTHS, METRICS_HEADER, SUMMARY_HEADER, history_rows, metrics_rows,
                                     run_edit)
@@ -52,9 +53,10 @@ def build(ctx: AppContext) -> None:
 
     def edit(workspace, prompt_text, subject_text, target_text, method_name, layer_text, identity_cov, gen_text):
         yield f"Computing the {method_name} edit … (this takes a little while on a CPU)", *[gr.skip()] * 7
-        outcome = run_edit(ctx.pool, workspace, text(prompt_text, "prompt"), text(subject_text, "subject"),
-                           text(target_text, "new answer"), method_name, layer_or_auto(layer_text), gen_text or "",
-                           no_cov=bool(identity_cov))
+        outcome = yield from in_background(  # a Stop answers within a tick; the edit ends on its own
+            run_edit, ctx.pool, workspace, text(prompt_text, "prompt"), text(subject_text, "subject"),
+            text(target_text, "new answer"), method_name, layer_or_auto(layer_text), gen_text or "",
+            no_cov=bool(identity_cov), skip=tuple(gr.skip() for _ in range(8)))
         message = (f"Edited: **{outcome.label}**. Weights hash `{outcome.hash_before[:12]}…` → "
                    f"`{outcome.hash_after[:12]}…` (only for you).")
         yield (message, outcome.summary, outcome.rows, metrics_rows(outcome.metrics), outcome.generation_before, outcome.generation_after,

@@ -25,8 +25,8 @@ def hashes(ctx: AppContext, workspace) -> dict:
 
 def build(ctx: AppContext) -> None:
     with gr.Row():
-        spec = gr.Textbox(label="model (factworld, a Hugging Face id, or a local directory)",
-                          value=ctx.pool.default, scale=4)
+        spec = gr.Dropdown(list(ctx.pool.offered), value=ctx.pool.default, scale=4,
+                           label="model (the ones this app was started with; add more with --offer MODEL)")
         load_btn = gr.Button("Load model", variant="primary", scale=1)
     status = gr.Markdown()
     card_btn = gr.Button("Show architecture card and hashes")

@@ -10,7 +10,7 @@ import argparse
 
 from workbench.cli.options import add_json_option
 
-GROUPS = ("core", "editing", "probes", "cli")
+GROUPS = ("core", "editing", "probes", "scale", "cli")
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -26,12 +26,14 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
 def benchmarks() -> dict:
     """Group name -> its ``run(quick, device) -> dict`` (imported only when the command runs)."""
+    from editing.scale_bench import scale_speed
     from editing.speed_bench import editing_speed
     from probes.speed_bench import probes_speed
     from workbench.cli.speed import cli_speed
     from workbench.speed_bench import core_speed
 
-    return {"core": core_speed, "editing": editing_speed, "probes": probes_speed, "cli": cli_speed}
+    return {"core": core_speed, "editing": editing_speed, "probes": probes_speed, "scale": scale_speed,
+            "cli": cli_speed}
 
 
 def cmd_bench(args):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.options import add_json_option, load_from_args
+from workbench.cli.options import (add_json_option, load_from_args, non_negative_float, positive_int,
+                                    seed_int)
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -14,17 +15,17 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
     p = subparsers.add_parser("generate", parents=[common], help="continue a prompt")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=20)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; above 0 samples")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=positive_int, default=20)
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 = greedy; above 0 samples")
+    p.add_argument("--top-k", type=positive_int, default=None)
+    p.add_argument("--seed", type=seed_int, default=0)
     add_json_option(p)
     p.set_defaults(handler=cmd_generate)
 
     p = subparsers.add_parser("lens", parents=[common], help="logit lens: the answer after every layer")
     p.add_argument("--prompt", required=True)
     p.add_argument("--target", default=None, help="answer whose probability to follow, e.g. ' Paris'")
-    p.add_argument("--k", type=int, default=5, help="top tokens per layer")
+    p.add_argument("--k", type=positive_int, default=5, help="top tokens per layer")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="save the layers x positions heatmap")
     add_json_option(p)
     p.set_defaults(handler=cmd_lens)
@@ -40,7 +41,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="factworld_command", required=True, metavar="ACTION")
     t = sub.add_parser("train", help="rebuild corpus, tokenizer and model from a seed")
     t.add_argument("--out", required=True, help="directory to write (must not exist)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed_int, default=0)
     add_json_option(t)
     t.set_defaults(handler=cmd_factworld_train)
     e = sub.add_parser("eval", parents=[common], help="recall on training, held-out and two-hop phrasings")

@@ -3,31 +3,35 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.options import add_json_option, add_report_option, load_from_args
+from workbench.cli import scale
+from workbench.cli.options import (add_json_option, add_report_option, add_run_options, load_from_args,
+                                    non_negative_int, positive_float, positive_int, seed_int)
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("trace", parents=[common], help="causal trace: where is a fact recalled?")
-    p.add_argument("--prompt", required=True, help="prompt with {} where the subject goes")
-    p.add_argument("--subject", required=True)
+    p.add_argument("--prompt", default=None, help="prompt with {} where the subject goes")
+    p.add_argument("--subject", default=None)
     p.add_argument("--target", default=None, help="answer to follow (default: the model's answer)")
     p.add_argument("--kind", default="all", choices=["all", "resid", "mlp", "attn"])
-    p.add_argument("--samples", type=int, default=10, help="noise samples")
-    p.add_argument("--noise", type=float, default=None, help="noise std (default 3 x std of subject embeddings)")
-    p.add_argument("--window", type=int, default=None,
+    p.add_argument("--samples", type=positive_int, default=10, help="noise samples")
+    p.add_argument("--noise", type=positive_float, default=None, help="noise std (default 3 x std of subject embeddings)")
+    p.add_argument("--window", type=positive_int, default=None,
                    help="layers restored together for mlp/attn (default: a quarter of the depth, 1 to 10)")
     p.add_argument("--method", default="exact", choices=["exact", "attribution"],
                    help="exact restorations, or fast attribution patching (approximate)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--plot", default=None, metavar="FILE.png", help="save the heatmaps")
     add_json_option(p)
     add_report_option(p)
+    scale.add_trace_dataset_options(p)
     p.set_defaults(handler=cmd_trace)
 
     p = subparsers.add_parser("stats", parents=[common], help="precompute MLP key statistics for editing")
     p.add_argument("--layer", type=int, action="append", required=True, help="layer (repeatable)")
     _stats_options(p)
     add_json_option(p)
+    add_run_options(p)
     p.set_defaults(handler=cmd_stats)
 
     p = subparsers.add_parser("edit", parents=[common], help="rewrite a fact (ROME or MEMIT)")
@@ -42,31 +46,38 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_edit)
 
     p = subparsers.add_parser("edit-bench", parents=[common], help="edit the benchmark requests and score them")
-    p.add_argument("--n", type=int, default=100, help="number of requests")
+    p.add_argument("--n", type=positive_int, default=100, help="number of requests")
     p.add_argument("--sequential", action="store_true", help="ROME: keep every edit (no undo between them)")
-    p.add_argument("--every", type=int, default=10, help="with --sequential: score after this many edits")
+    p.add_argument("--every", type=positive_int, default=10, help="with --sequential: score after this many edits")
     p.add_argument("--requests", default=None, metavar="F.jsonl", help="other requests than the shipped set")
-    p.add_argument("--fluency", type=int, default=0, help="prompts per request to generate from (slow)")
+    p.add_argument("--fluency", type=non_negative_int, default=0, help="prompts per request to generate from (slow)")
     _edit_options(p)
     add_json_option(p)
+    add_run_options(p)
     p.set_defaults(handler=cmd_edit_bench)
 
 
 def _stats_options(p) -> None:
     p.add_argument("--corpus", default=None, help="text file, folder, or HF dataset name (factworld: its corpus)")
-    p.add_argument("--tokens", type=int, default=100_000, help="corpus tokens to average over")
+    p.add_argument("--tokens", type=positive_int, default=100_000, help="corpus tokens to average over")
     p.add_argument("--no-cov", action="store_true", help="use C = I instead of statistics (edits leak more)")
 
 
 def _edit_options(p) -> None:
     p.add_argument("--method", default="rome", choices=["rome", "memit"])
     p.add_argument("--layer", default=None, help="layer (MEMIT: the last edited one), or auto (causal-trace peak)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     _stats_options(p)
 
 
 def cmd_trace(args):
     from workbench import plots
+    from workbench.errors import WorkbenchError
+
+    if args.dataset:
+        return scale.cmd_trace_dataset(args)
+    if not (args.prompt and args.subject):
+        raise WorkbenchError("give --prompt and --subject (or --dataset for an averaged trace)")
 
     from editing.trace import causal_trace, plot
 
@@ -92,6 +103,9 @@ def cmd_trace(args):
 
 def cmd_stats(args):
     from editing.covariance import get_stats
+
+    if args.out or args.ray is not None:
+        return scale.cmd_stats_sharded(args)
 
     session = load_from_args(args)
     rows = [get_stats(session, layer, no_cov=args.no_cov, **({} if args.no_cov else
@@ -140,6 +154,9 @@ def cmd_edit(args):
 
 def cmd_edit_bench(args):
     from editing.quality_bench import run_benchmark
+
+    if args.out or args.ray is not None:
+        return scale.cmd_edit_bench_sharded(args)
 
     session = load_from_args(args)
     kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workbench.cli.options import add_json_option, add_report_option
+from workbench.cli.options import (add_json_option, add_report_option, add_run_options, engine_from_args,
+                                    finite_float, non_negative_int, positive_int, seed_int)
 
 # what the parser offers, without importing the library (tests keep these equal to
 # editing.forensics.explain.SCORES and editing.forensics.spectral's STATISTICS and defaults)
@@ -42,20 +43,21 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
                                            "stand out spectrally?")
     s.add_argument("checkpoint", help="the checkpoint to scan (any model spec)")
     s.add_argument("--statistic", default=DEFAULT_STATISTIC, choices=STATISTICS)
-    s.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    s.add_argument("--threshold", type=finite_float, default=DEFAULT_THRESHOLD,
                    help="leave-one-out z above which the suspect layer is flagged")
     add_json_option(s)
     s.set_defaults(handler=cmd_scan)
 
     e = subparsers.add_parser("forensics-experiment",
                               help="random ROME edits of factworld: does the diff find, explain and revert each?")
-    e.add_argument("--edits", type=int, default=50, help="number of random edits")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--edits", type=positive_int, default=50, help="number of random edits")
+    e.add_argument("--seed", type=seed_int, default=0)
     e.add_argument("--layer", default=None, help="edited layer: the editor's default, 'random' or a number")
-    e.add_argument("--null-copies", type=int, default=10, help="unedited noisy copies for the blind false-alarm rate")
+    e.add_argument("--null-copies", type=non_negative_int, default=10, help="unedited noisy copies for the blind false-alarm rate")
     e.add_argument("--score", default="whitened", choices=SCORES)
-    e.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    e.add_argument("--threshold", type=finite_float, default=DEFAULT_THRESHOLD)
     add_json_option(e)
+    add_run_options(e, shard_size=2)
     e.set_defaults(handler=cmd_experiment)
 
 
@@ -118,8 +120,14 @@ def cmd_scan(args):
 def cmd_experiment(args):
     from editing.forensics.experiment import run_experiment
 
-    result = run_experiment(args.edits, args.seed, args.layer, args.null_copies, args.score, args.threshold,
-                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.out or args.ray is not None:  # the edits as shards of a resumable run (optionally on Ray)
+        from editing.forensics.experiment_job import sharded_experiment
+
+        result = sharded_experiment(args.edits, args.seed, args.layer, args.null_copies, args.score, args.threshold,
+                                    out=args.out, engine=engine_from_args(args), shard_size=args.shard_size)
+    else:
+        result = run_experiment(args.edits, args.seed, args.layer, args.null_copies, args.score, args.threshold,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
     s = result.summary
     blind = s["blind"]
 

@@ -17,12 +17,12 @@ import logging
 import os
 import sys
 
-from workbench.cli import bench, core, editing, forensics, probes, provenance, serve
-from workbench.cli.options import model_options, reproduce_command
+from workbench.cli import bench, core, editing, forensics, probes, provenance, scale, serve
+from workbench.cli.options import check_paths, model_options, reproduce_command
 from workbench.errors import WorkbenchError
 
 # the command groups, in the order `workbench --help` lists them
-GROUPS = (core, editing, provenance, forensics, probes, bench, serve)
+GROUPS = (core, editing, provenance, forensics, probes, scale, bench, serve)
 
 
 def _write_report(args, outcome: tuple, argv: list[str]) -> None:
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             from workbench.devices import apply_thread_setting
 
             apply_thread_setting()  # WORKBENCH_THREADS, once, before any work
+        check_paths(args)  # no output inside a model it reads, nor where it cannot be written
         outcome = args.handler(args)  # (result, text) or (result, text, report)
         _emit(args, outcome[0], outcome[1])
         if getattr(args, "report", None):

@@ -9,7 +9,55 @@ Nothing here imports torch or a model library: building the parser must stay ins
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
+from pathlib import Path
+
+
+# ---- number types: a bad number is an argparse error (one line, exit 2) before anything loads --------
+def _number(kind, text: str):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def bounded(kind=int, low=None, high=None, above=None):
+    """An argparse ``type=``: a finite ``kind`` (int or float) with ``low <= value <= high`` and
+    ``value > above`` (each bound optional).
+
+    >>> bounded(int, 1)("3")
+    3
+    >>> bounded(float, 0.0, 1.0)("1.5")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: 1.5 must be at most 1.0
+    """
+    def parse(text: str):
+        value = _number(kind, text)
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {low}")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"{value} must be above {above}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} must be at most {high}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its message
+    return parse
+
+
+positive_int = bounded(int, 1)
+non_negative_int = bounded(int, 0)
+finite_float = bounded(float)
+non_negative_float = bounded(float, 0.0)
+positive_float = bounded(float, above=0.0)
+probability = bounded(float, 0.0, 1.0)
+fraction = bounded(float, above=0.0, high=0.99)  # a held-out share: something must be left to train on
+seed_int = bounded(int, 0, 2**32 - 1)  # what every random generator accepts
+port_int = bounded(int, 0, 65535)
 
 
 def model_options() -> argparse.ArgumentParser:
@@ -78,3 +126,95 @@ def reproduce_command(argv: list[str]) -> str:
             i += 1  # its value
         i += 1
     return shlex.join(["workbench", *kept])
+
+
+# ---- where outputs may go -----------------------------------------------------------------------
+# options naming a file or directory the command writes, and options naming a model it reads
+# = workbench.factworld.MODEL_DIR (tests keep them equal): importing that package would import torch
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "factworld" / "model"
+OUTPUTS = ("json", "csv", "plot", "pca_plot", "causal_plot", "report", "save", "save_probe", "out", "revert", "answer")
+MODEL_INPUTS = ("model", "base", "edited", "checkpoint", "directory")
+
+
+def _model_directory(spec) -> Path | None:
+    """The local directory a model spec reads (None for hub ids and anything not on disk)."""
+    if not isinstance(spec, str) or not spec:
+        return None
+    if spec == "factworld":
+        return SHIPPED_MODEL
+    path = Path(spec).expanduser()
+    return path.resolve() if path.is_dir() else None
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``path`` can be created or replaced: its nearest existing ancestor is a writable folder."""
+    import os
+
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse, before anything loads, an output that would land inside a model directory the
+    command reads (or the shipped factworld model), lands on an existing folder, or cannot be written.
+
+    >>> check_paths(argparse.Namespace(model="factworld", json="out.json"))
+    >>> from workbench.factworld import MODEL_DIR
+    >>> check_paths(argparse.Namespace(model="factworld", json=str(MODEL_DIR / "model.safetensors")))
+    Traceback (most recent call last):
+    workbench.errors.WorkbenchError: --json ... lies inside the model directory ... that this command reads; write it elsewhere
+    """
+    from workbench.errors import WorkbenchError
+
+    reads = {SHIPPED_MODEL}  # the shipped model is never written
+    reads |= {d for d in (_model_directory(getattr(args, name, None)) for name in MODEL_INPUTS) if d is not None}
+    for name in OUTPUTS:
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or not value or (name == "json" and value == "-"):
+            continue
+        if name == "answer" and getattr(args, "reveal", None):
+            continue  # read, not written
+        flag = "--" + name.replace("_", "-")
+        target = Path(value).expanduser().resolve()
+        inside = next((d for d in sorted(reads) if target == d or d in target.parents), None)
+        if inside is not None:
+            raise WorkbenchError(f"{flag} {value} lies inside the model directory {inside} that this command reads; "
+                                 "write it elsewhere")
+        resumable = name == "out" and getattr(args, "resumable_out", False)
+        if name in ("save", "out", "revert") and target.exists() and not resumable:
+            raise WorkbenchError(f"{flag} {value} already exists: choose a new directory")
+        if name not in ("save", "out", "revert") and target.is_dir():
+            raise WorkbenchError(f"{flag} {value} is a folder: give a file name")
+        if not _writable(target):
+            raise WorkbenchError(f"{flag} {value} cannot be written (its folder is missing, not a folder or read-only)")
+
+
+def add_run_options(parser: argparse.ArgumentParser, shard_size: int = 4) -> None:
+    """``--out/--ray/--workers/--shard-size``: the options of every sharded job (:mod:`workbench.runner`)."""
+    group = parser.add_argument_group("run (sharded, resumable)")
+    group.add_argument("--out", default=None, metavar="RUN_DIR",
+                       help="run folder: each finished shard is saved there; rerun the same command to resume")
+    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="run on Ray: a local Ray with this machine's cores, or ADDRESS (auto, ray://host:10001; "
+                       "default $WORKBENCH_RAY_ADDRESS) of an existing cluster")
+    group.add_argument("--workers", type=positive_int, default=None, help="with --ray: number of workers (default: one per "
+                       "GPU, else one per core)")
+    group.add_argument("--shard-size", type=positive_int, default=shard_size, help="items per shard")
+    parser.set_defaults(resumable_out=True)  # an existing --out is a run to resume (check_paths lets it be)
+
+
+def engine_from_args(args):
+    """The engine the run options ask for: None (in this process; Ray is not imported) or a Ray engine."""
+    if getattr(args, "ray", None) is None:
+        return None
+    from workbench.ray_engine import RayEngine
+
+    return RayEngine(args.ray, workers=args.workers)
+
+
+def model_spec_from_args(args) -> dict:
+    """The keyword arguments of :func:`workbench.session.load` the model options name (what Ray workers load)."""
+    return {"spec": args.model, "device": args.device, "dtype": args.dtype, "device_map": args.device_map,
+            "allow_pickle": args.allow_pickle, "trust_remote_code": args.trust_remote_code, "revision": args.revision}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.options import add_json_option, add_report_option, load_from_args
+from workbench.cli.options import (add_json_option, add_report_option, fraction, load_from_args,
+                                    non_negative_float, positive_int, seed_int)
 from workbench.tokens import ONE_VECTOR
 
 
@@ -25,10 +26,10 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
                    help="fit the random-label control task and report selectivity (default on)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated split / control seeds")
-    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=fraction, default=0.2)
     p.add_argument("--test-dataset", default=None, help="also score the probes on this dataset (generalisation)")
-    p.add_argument("--limit", type=int, default=None, help="keep a seeded subset of about N rows (whole entities)")
-    p.add_argument("--l2", type=float, default=1.0, help="logistic L2 strength (1/C, on the summed loss)")
+    p.add_argument("--limit", type=positive_int, default=None, help="keep a seeded subset of about N rows (whole entities)")
+    p.add_argument("--l2", type=non_negative_float, default=1.0, help="logistic L2 strength (1/C, on the summed loss)")
     p.add_argument("--whiten", action="store_true", help="mass-mean: whiten by the shared covariance (LDA)")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="metric per layer with the control line")
     p.add_argument("--pca-plot", default=None, metavar="FILE.png", help="PCA of the best layer, coloured by label")
@@ -38,9 +39,9 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--causal-layer", type=int, default=None, help="steer at this layer instead of the best one "
                    "(at subject_last, early layers move the answer most: later ones have little attention left)")
     p.add_argument("--alphas", default="0,0.25,0.5,1,2", help="causal check: push sizes (x mean activation norm)")
-    p.add_argument("--causal-prompts", type=int, default=64)
+    p.add_argument("--causal-prompts", type=positive_int, default=64)
     p.add_argument("--causal-plot", default=None, metavar="FILE.png")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     p.add_argument("--cache-dir", default=None, help="activation cache (default $WORKBENCH_CACHE/activations)")
     for column in ("text", "label", "value", "entity", "subject"):
@@ -73,11 +74,11 @@ def cmd_probe(args):
     from probes.store import ActivationStore
     from probes.sweep import sweep
 
-    session = load_from_args(args)
-    dataset = load_dataset(args.dataset, limit=args.limit, **_columns(args))
+    dataset = load_dataset(args.dataset, limit=args.limit, **_columns(args))  # a bad file fails before loading
     if args.causal:
         require_answers(dataset)
     test_dataset = None if args.test_dataset is None else load_dataset(args.test_dataset, limit=args.limit)
+    session = load_from_args(args)
     fit_options = {"l2": args.l2} if args.method in (None, "logistic") and dataset.task != "regression" else {}
     if args.method == "mass-mean":
         fit_options = {"whiten": args.whiten}
@@ -151,7 +152,7 @@ def _register_shift(subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("probe-shift", parents=[common],
                               help="train a probe, edit a fact, read the probe on the subject before and after")
     p.add_argument("--dataset", default="factworld_country", help="classification dataset (built-in or CSV/JSONL)")
-    p.add_argument("--min-count", type=int, default=None,
+    p.add_argument("--min-count", type=positive_int, default=None,
                    help="factworld_country/continent: keep classes with this many subjects (France has 9)")
     p.add_argument("--prompt", required=True, help="edit prompt with {} where the subject goes")
     p.add_argument("--subject", required=True)
@@ -163,7 +164,7 @@ def _register_shift(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--edit-method", choices=("rome", "memit"), default="rome")
     p.add_argument("--edit-layer", default=None, help="edited layer (default: the model's), or auto")
     p.add_argument("--no-cov", action="store_true", help="edit with C = I instead of key statistics (faster)")
-    p.add_argument("--seed", type=int, default=0, help="probe split and edit seed")
+    p.add_argument("--seed", type=seed_int, default=0, help="probe split and edit seed")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="before/after curves")
     add_json_option(p)
     add_report_option(p)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.options import add_json_option
+from workbench.cli.options import add_json_option, bounded, non_negative_float, seed_int
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default=None, help="load the base from here when its recorded spec is not available")
     p.add_argument("--no-recompute", action="store_true",
                    help="skip replaying the optimisation (only the stored update vectors are replayed)")
-    p.add_argument("--tolerance", type=float, default=None,
+    p.add_argument("--tolerance", type=non_negative_float, default=None,
                    help="relative update error allowed when replaying the optimisation (default 1e-3)")
     p.add_argument("--corpus", default=None, help="the covariance corpus to recompute with (default: the one each edit recorded, else the base's own)")
     p.add_argument("--device", default="cpu", help="where to replay (cpu, cuda, ...)")
@@ -28,8 +28,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--out", default=None, metavar="DIR", help="write a new hunt to DIR")
     what.add_argument("--reveal", default=None, metavar="DIR", help="print the answer of the hunt in DIR")
-    p.add_argument("--copies", type=int, default=5)
-    p.add_argument("--seed", type=int, default=None, help="default: random (recorded in the sealed answer)")
+    p.add_argument("--copies", type=bounded(int, 2), default=5)
+    p.add_argument("--seed", type=seed_int, default=None, help="default: random (recorded in the sealed answer)")
     p.add_argument("--answer", default=None, metavar="FILE",
                    help="with --out: keep the answer here instead of DIR/answer.json; with --reveal: read it here")
     add_json_option(p)

@@ -1,0 +1,88 @@
+"""The editing benchmark's independent single edits (ROME, apply → score → undo) as a sharded job.
+
+Each request is edited alone on the unedited model, so requests shard freely; per-request rows
+(before and after) come back and the means are taken once over all rows, so they equal the
+one-process benchmark's. Sequential edits depend on each other and stay in
+:func:`editing.quality_bench.run_benchmark`.
+
+>>> import workbench
+>>> r = sharded_benchmark(workbench.load("factworld"), n=2, no_cov=True, shard_size=1)
+>>> r["after"]["efficacy"], r["n_requests"]
+(1.0, 2)
+"""
+from __future__ import annotations
+
+import logging
+
+from workbench import runner
+from workbench.errors import WorkbenchError
+
+from editing.apply import apply_edit, undo
+from editing.covariance import DEFAULT_TOKENS, get_stats
+from editing.evaluate import METRICS, evaluate
+from editing.requests import BENCHMARK_FILE, load_requests, prepare
+from editing.rome import RomeHparams, compute, resolve_layer
+from editing.targets import DeltaHparams, context_prefixes
+
+log = logging.getLogger(__name__)
+
+
+def bench_shard(session, indices: list[int], params: dict) -> dict:
+    """The runner's work: prepare, score, edit, score again and undo each request of the shard."""
+    requests = load_requests(params["path"] or BENCHMARK_FILE, limit=params["n"])
+    seed = params["seed"]
+    layer = resolve_layer(session, params["layer"], prepare(session, requests[0], seed=seed))
+    hp = RomeHparams(layer, delta=DeltaHparams(), no_cov=params["no_cov"])
+    stats = get_stats(session, layer, no_cov=params["no_cov"],
+                      **({} if params["no_cov"] else {"corpus": params["corpus"], "tokens": params["tokens"]}))
+    prefixes = context_prefixes(session, hp.n_prefixes, seed)
+    rows = []
+    for i in indices:
+        try:
+            request = prepare(session, requests[i], seed=seed)
+        except WorkbenchError as exc:  # e.g. the model already answers the new target
+            rows.append({"index": i, "skipped": str(exc)})
+            continue
+        before = evaluate(session, [request], params["fluency"]).per_request[0].to_dict()
+        apply_edit(session, compute(session, request, hp, stats, prefixes, seed))
+        try:
+            after = evaluate(session, [request], params["fluency"]).per_request[0].to_dict()
+        finally:
+            undo(session)
+        rows.append({"index": i, "layer": layer, "before": before, "after": after})
+    return {"rows": rows}
+
+
+def _means(rows: list[dict]) -> dict:
+    out = {}
+    for name in METRICS:
+        values = [r[name] for r in rows if r.get(name) is not None]
+        out[name] = round(sum(values) / len(values), 4) if values else None
+    return out
+
+
+def merge_bench(parts: list[dict]) -> dict:
+    """Means before and after over every scored request (rows in request order)."""
+    rows = [row for part in parts for row in part["rows"]]
+    scored = [r for r in rows if "skipped" not in r]
+    if not scored:
+        raise WorkbenchError("no usable benchmark requests")
+    return {"method": "rome", "n_requests": len(scored), "skipped": len(rows) - len(scored), "sequential": False,
+            "before": _means([r["before"] for r in scored]), "after": _means([r["after"] for r in scored]),
+            "layers": sorted({r["layer"] for r in scored}), "per_request": scored}
+
+
+def sharded_benchmark(model, n: int = 100, layer=None, no_cov: bool = False, seed: int = 0, path=None,
+                      fluency_prompts: int = 0, corpus: str | None = None, tokens: int = DEFAULT_TOKENS,
+                      out=None, engine=None, shard_size: int = 8, model_spec: dict | None = None) -> dict:
+    """ROME single edits of the first ``n`` benchmark requests as a sharded job; ``model``: a session
+    or the keyword arguments of :func:`workbench.session.load` (for Ray workers)."""
+    if n < 1:
+        raise WorkbenchError("--n must be at least 1")
+    available = len(load_requests(path or BENCHMARK_FILE, limit=n))
+    params = {"n": n, "layer": layer, "no_cov": no_cov, "seed": seed, "path": None if path is None else str(path),
+              "fluency": fluency_prompts, "corpus": corpus, "tokens": tokens}
+    job = runner.Job("edit-bench", tuple(range(available)), bench_shard, merge_bench, params, shard_size)
+    spec = model_spec or (model if isinstance(model, dict) else {"spec": model.name, "dtype": str(model.dtype)[6:]})
+    outcome = runner.run(job, spec, out=out, engine=engine or runner.InProcess(None if isinstance(model, dict) else model))
+    return outcome.result | {"run": outcome.to_dict()}
