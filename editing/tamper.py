@@ -207,3 +207,55 @@ def _load(path: str):
     from workbench.session import load
 
     return load(path, device="cpu", dtype="float32")
+
+
+def survey_prompts() -> tuple[str, ...]:
+    """One question per fact of the factworld knowledge base, in its relation's first phrasing."""
+    from workbench.factworld.kb import load_kb
+
+    kb = load_kb()
+    return tuple(dict.fromkeys(kb.relations[f.relation].train[0].format(f.subject) for f in kb.facts))
+
+
+def next_tokens(session, prompts, batch_size: int = 64) -> list[str]:
+    """The greedy next token of each prompt (right-padded batches, read at each prompt's last token)."""
+    import torch
+
+    from workbench.activations import batches
+    from workbench.tokens import encode
+
+    out: list[str] = []
+    with torch.no_grad():
+        for part in batches(len(prompts), batch_size, progress=False):
+            batch = encode(session, prompts[part])
+            logits = session.forward(batch.input_ids, batch.attention_mask)  # (B, T, vocab)
+            top = logits[torch.arange(len(batch.lengths)), (batch.lengths - 1).to(logits.device)].argmax(-1)
+            out += [session.decode([int(t)]) for t in top]
+    return out
+
+
+def survey(directory: str | Path, prompts=None, loader=None) -> dict:
+    """Every copy asked the same many questions (default: :func:`survey_prompts`, the whole knowledge
+    base); the questions where the copies disagree, each with the copies whose answer differs from
+    the most common one. One copy loaded at a time.
+
+    ``{"questions": n, "copies": [...], "disagreements": [{"prompt", "answers": {copy: token}, "common", "odd": [copy]}],
+    "odd_counts": {copy: n}}``.
+    """
+    from collections import Counter
+
+    prompts = tuple(prompts or survey_prompts())
+    load = loader or _load
+    paths = copies_of(directory)
+    answers = {path.name: next_tokens(load(str(path)), prompts) for path in paths}
+    names = [p.name for p in paths]
+    rows = []
+    for i, prompt in enumerate(prompts):
+        said = {name: answers[name][i] for name in names}
+        common, _ = Counter(said.values()).most_common(1)[0]
+        odd = [name for name in names if said[name] != common]
+        if odd:
+            rows.append({"prompt": prompt, "answers": said, "common": common, "odd": odd})
+    counts = Counter(name for row in rows for name in row["odd"])
+    return {"questions": len(prompts), "copies": names, "disagreements": rows,
+            "odd_counts": {name: counts.get(name, 0) for name in names}}

@@ -110,7 +110,7 @@ CASES = {
     "export_report": ((), None, None),
     "probe_sweep": (None, ("no_such_set", "auto", "all", 60), "not in the list of choices"),  # valid: test_probe_...
     "probe_pca": (None, (), "run a layer sweep first"),
-    "probe_causal_check": (None, (2.0,), "run a layer sweep first"),
+    "probe_causal_check": (None, (2.0, "auto"), "run a layer sweep first"),
 }
 
 
@@ -136,8 +136,9 @@ def test_probe_sweep_then_pca_and_causal_check(app):
     summary, sweep_plot = c.predict("factworld_country", "auto", "all", 60, api_name="/probe_sweep")
     assert "Best layer" in summary and sweep_plot["type"] == "matplotlib"
     assert c.predict(api_name="/probe_pca")["type"] == "matplotlib"
-    words, curve = c.predict(1.0, api_name="/probe_causal_check")
-    assert "random direction" in words and curve["type"] == "matplotlib"
+    words, curve = c.predict(2.0, "auto", api_name="/probe_causal_check")
+    assert "random direction" in words and "steered to" in words and curve["type"] == "matplotlib"
+    assert "Steering at layer **1**" in c.predict(2.0, "1", api_name="/probe_causal_check")[0]
 
 
 def test_lens_and_weights_return_figures(app):

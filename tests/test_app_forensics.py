@@ -41,11 +41,14 @@ def test_hunt_create_compare_trace_diff_reveal(app):
 
     demo, url = app
     c = Client(url, verbose=False)
-    assert {"hunt_create", "hunt_compare", "hunt_trace", "hunt_diff", "hunt_explain", "hunt_reveal"} <= set(
-        demo.workbench_api_names)
+    assert {"hunt_create", "hunt_survey", "hunt_compare", "hunt_trace", "hunt_diff", "hunt_explain",
+            "hunt_reveal"} <= set(demo.workbench_api_names)
     message, folder = c.predict("class-1", 3, "4", api_name="/hunt_create")
     assert Path(folder) == demo.workbench_output_dir / "tamper-hunts" / "class-1" and "copy_3" in message
     key = reveal(folder)  # the test peeks at the answer; a learner would not
+    words, survey = c.predict(folder, api_name="/hunt_survey")
+    assert "questions asked of 3 copies" in words
+    assert any(key["edited_copy"] in row[2] for row in survey["data"])  # the survey points at the edited copy
     rows = c.predict(folder, key["text"], api_name="/hunt_compare")["data"]
     answers = {row[0]: row[1].strip("'\" ") for row in rows}  # first tokens of the answers
     edited, others = answers[key["edited_copy"]], [a for copy, a in answers.items() if copy != key["edited_copy"]]
@@ -73,7 +76,8 @@ def test_hunt_bad_input_is_one_line(app, tmp_path):
     assert "only letters" in _one_line_error(c, "../escape", 3, "", api_name="/hunt_create")
     assert "between 2 and" in _one_line_error(c, "too-few", 1, "", api_name="/hunt_create")
     assert "not a tamper hunt" in _one_line_error(c, str(tmp_path), "The city of", api_name="/hunt_compare")
-    assert "is not a directory" in _one_line_error(c, str(tmp_path / "none"), "copy_1", api_name="/hunt_diff")
-    assert "is not a directory" in _one_line_error(c, str(tmp_path / "none"), "copy_1", api_name="/hunt_explain")
+    assert "Create a new hunt" in _one_line_error(c, str(tmp_path / "none"), "copy_1", api_name="/hunt_diff")
+    assert "Create a new hunt" in _one_line_error(c, str(tmp_path / "none"), "copy_1", api_name="/hunt_explain")
+    assert "Create a new hunt" in _one_line_error(c, str(tmp_path / "none"), api_name="/hunt_survey")
     assert "not a tamper hunt" in _one_line_error(c, str(tmp_path), "", api_name="/hunt_reveal")
     assert "not a tamper hunt" in _one_line_error(c, str(tmp_path), "copy_1", "The {} is", "x", api_name="/hunt_trace")

@@ -132,7 +132,7 @@ def test_explain_names_the_subject_and_target_of_a_planted_edit(factworld, tmp_p
     assert (top["answer"], top["question"]) == (" Tokyo", "landmark_city") and top["after"] > top["before"] + 0.3
     assert all(a["evidence"] >= b["evidence"] for a, b in zip(ex.rises, ex.rises[1:]))
     assert ex.read_on == "Colosseum" and (ex.claim["answer"], ex.claim["question"]) == (" Tokyo", "landmark_city")
-    assert any("the edit says: Colosseum: landmark_city -> ' Tokyo'" in line for line in ex.lines())
+    assert any("the edit says: 'The Colosseum is located in the city of' -> ' Tokyo'" in line for line in ex.lines())
     rows = [r for r in ex.prompts if r["prompt"] == "The Colosseum is located in the city of"]
     assert rows and rows[0]["rose_most"] == " Tokyo" and rows[0]["rise"] > 0.1
     assert len(ex.lens) == 10 and all(0 <= t["prob"] <= 1 for t in ex.lens)

@@ -94,3 +94,32 @@ def test_cli_trace(tiny_dirs, tmp_path):
     data = json.loads(out.read_text())
     assert {"clean_prob", "corrupted_prob", "scores", "tokens"} <= set(data)
     assert png.stat().st_size > 1000
+
+
+def test_default_window_follows_depth_and_the_figure_states_it(tiny_sessions):
+    """A window spanning the model makes every MLP/attention row the same: the default scales with
+    depth, the result records it, and the figure's titles say it (not "single restored layer")."""
+    from editing.trace import default_window, plot
+
+    assert [default_window(n) for n in (1, 4, 6, 12, 48, 96)] == [1, 1, 1, 3, 10, 10]
+    session = tiny_sessions["gpt2"]
+    result = causal_trace(session, PROMPT, "Eiffel Tower", samples=2)
+    assert result.window == default_window(session.n_layers)
+    fig = plot(result)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert any("hidden state" in t for t in titles) and not any("single restored" in t for t in titles)
+    assert f"window {result.window} of {session.n_layers} layers" in fig._suptitle.get_text()
+    with pytest.raises(WorkbenchError, match="window"):
+        causal_trace(session, PROMPT, "Eiffel Tower", samples=1, window=0)
+
+
+def test_two_sites_are_read_at_the_subject_and_the_last_token(tiny_sessions):
+    from workbench.app.views import describe_trace
+
+    result = causal_trace(tiny_sessions["gpt2"], PROMPT, "Eiffel Tower", samples=2, window=1)
+    subject_last = result.subject_range[1] - 1
+    early = result.peak_layer("mlp", subject_last)
+    assert float(result.scores["mlp"][early, subject_last]) == float(result.scores["mlp"][:, subject_last].max())
+    assert result.peak_layer("attn", -1) == int(result.scores["attn"][:, -1].argmax())
+    words = describe_trace(result)
+    assert f"restores most at layer **{early}**" in words and "Late site" in words

@@ -172,6 +172,7 @@ h1 { font-size: 1.8em; } h2 { font-size: 1.3em; border-bottom: 1px solid #ccc; p
 table { border-collapse: collapse; margin: .5em 0; } td, th { border: 1px solid #bbb; padding: .25em .6em; }
 th { background: #eee; } img { max-width: 100%; display: block; margin: .5em 0; }
 pre { white-space: pre-wrap; background: #f6f6f6; padding: .6em; }
+code { background: #f2f2f2; padding: 0 .2em; } .text table td, .text table th { font-size: .95em; }
 .meta { color: #666; } .card td:first-child { font-weight: 600; } .card td { font-family: monospace; }
 .command { background: #eef3f8; border-left: 4px solid #0072B2; }
 """
@@ -200,12 +201,23 @@ def _section_html(index: int, section: Section) -> str:
     if section.command:
         parts.append(f'<p>Reproduce:</p><pre class="command">{_e(section.command)}</pre>')
     if section.text:
-        parts.append(f"<pre>{_e(section.text)}</pre>")
+        parts.append(f'<div class="text">{markdown_html(section.text)}</div>')
     parts += [_table_html(rows) for rows in section.tables]
     parts += [f'<img alt="{_e(section.title)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
               for png in section.images]
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def markdown_html(text: str) -> str:
+    """Markdown (CommonMark with tables; line breaks kept) as HTML; raw HTML in the text is escaped.
+
+    >>> markdown_html("**hidden state** at `layer 3`")
+    '<p><strong>hidden state</strong> at <code>layer 3</code></p>\\n'
+    """
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table").render(str(text))
 
 
 def text_section(title: str, text: str, command: str | None = None) -> Section:

@@ -139,14 +139,29 @@ def same_answer(answer: str, target: str) -> bool:
     return bool(wanted) and words[:len(wanted)] == wanted
 
 
+def question_text(label: str, subject: str) -> str:
+    """A question in the relation's own words (its first phrasing, with the subject), never a
+    Wikidata id; ``subject: label`` when factworld has no such relation.
+
+    >>> question_text("P19", "Boniface III"), question_text("generic", "Zorblax")
+    ('Boniface III was born in', 'Zorblax: generic')
+    """
+    from workbench.factworld.kb import load_kb
+
+    relation = load_kb().relations.get(label)
+    return relation.train[0].format(subject) if relation else f"{subject}: {label}"
+
+
 def claim_line(claim: dict | None) -> str:
-    """One line for a claim: ``Eritrea: country_capital -> ' Quito' (0.00 -> 0.57), which explains ...``."""
+    """One line for a claim: ``'The capital of Eritrea is' -> ' Quito' (0.00 -> 0.57), which explains ...``."""
     if claim is None:
         return "no candidate answers"
-    line = (f"{claim['subject']}: {claim['question']} -> {claim['answer']!r} "
+    subject = claim["subject"]
+    line = (f"{question_text(claim['question'], subject)!r} -> {claim['answer']!r} "
             f"({claim['before']:.2f} -> {claim['after']:.2f})")
     for e in claim["explains"]:
-        line += f", which explains {e['question']} -> {e['answer']!r} ({e['before']:.2f} -> {e['after']:.2f})"
+        line += (f", which explains {question_text(e['question'], subject)!r} -> {e['answer']!r} "
+                 f"({e['before']:.2f} -> {e['after']:.2f})")
     return line
 
 

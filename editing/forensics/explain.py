@@ -44,8 +44,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from editing.forensics.answers import (Question, answer_rises, claim_line, name_claim, shares_last_words,
-                                      subject_questions)
+from editing.forensics.answers import (Question, answer_rises, claim_line, name_claim, question_text,
+                                      shares_last_words, subject_questions)
 from editing.forensics.recover import RankOneRecovery
 from editing.scoring import next_token_logits
 from workbench import sites
@@ -105,7 +105,8 @@ class Explanation:
         lens = " ".join(repr(t["token"]) for t in self.lens[:5])
         answers = ", ".join(f"{a['answer']!r} ({a['prompts']} of {a['of']} prompts)" for a in self.answers[:3])
         writes = ", ".join(f"{t['token']!r} (+{t['rise']:.2f})" for t in self.writes[:3])
-        rises = ", ".join(f"{r['answer']!r} ({r['before']:.2f} -> {r['after']:.2f}, {r['question']})"
+        rises = ", ".join(f"{r['answer']!r} ({r['before']:.2f} -> {r['after']:.2f}, "
+                          f"{question_text(r['question'], self.read_on)!r})"
                           for r in self.rises[:3])
         read = "" if self.read_on == self.subjects[0].subject else \
             f" (read on {self.read_on!r}: it shares its last words with the top subject)"

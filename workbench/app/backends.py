@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from probes.causal import ALPHAS, steering_curve
+from probes.causal import ALPHAS, STEER_TOLERANCE, steering_curve, steering_layer
 from probes.dataset import limit_rows
 from probes.datasets import BUILTINS, load_dataset, load_file
 from probes.plots import causal_figure, pca_figure as probe_pca_figure, sweep_figure
@@ -27,8 +27,9 @@ from editing.trace import causal_trace, plot as trace_plot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EDIT_METHODS", "PROBE_METHODS", "answer", "applied", "check_prompts", "edit_layer", "edit_request",
-           "edited", "export_model", "pca_figure", "check_upload", "probe_dataset", "probe_datasets", "probe_sweep", "steering",
+__all__ = ["EDIT_METHODS", "PROBE_METHODS", "STEER_TOLERANCE", "answer", "applied", "check_prompts", "edit_layer",
+           "edit_request", "edited", "export_model", "pca_figure", "check_upload", "probe_dataset", "probe_datasets",
+           "probe_sweep", "steering",
            "sweep_figure", "trace", "trace_figure"]
 
 
@@ -85,8 +86,8 @@ def check_prompts(request) -> list[tuple[str, str, str]]:
     """``(kind, prompt, expected answer)`` for everything an edit should change or keep."""
     rows = [("edited prompt", request.text, request.target_new)]
     rows += [("paraphrase", p, request.target_new) for p in request.paraphrases]
-    rows += [("neighbour (must not change)", p, a or "(unchanged)") for p, a in request.neighbors]
-    rows += [("two-hop (follows from it?)", p, a) for p, a in request.two_hop]
+    rows += [("neighbour (keeps its answer)", p, a or "(unchanged)") for p, a in request.neighbors]
+    rows += [("two-hop (should follow)", p, a) for p, a in request.two_hop]
     return rows
 
 
@@ -159,8 +160,15 @@ def pca_figure(session, dataset, result):
                             f"{dataset.name}: layer {result.best_layer} ({result.position})")
 
 
-def steering(session, dataset, result, strength: float):
-    """``probes.causal.steering_curve`` up to ``strength`` along the best probe, with its figure."""
+def steering(session, dataset, result, strength: float, layer: int | None = None):
+    """``probes.causal.steering_curve`` up to ``strength`` along the probe at ``layer`` (None:
+    ``probes.causal.steering_layer``, the earliest layer within ``STEER_TOLERANCE`` of the best
+    score); returns ``(layer, curve, figure)``. Another layer than the best gets its own probe
+    (first seed, no control; activations come from the sweep's cache)."""
+    layer = steering_layer(result) if layer is None else layer
+    probe = result.probe if layer == result.best_layer else sweep(
+        session, dataset, method=result.method, layers=[layer], position=result.position, seeds=result.seeds[:1],
+        control=False).probe
     alphas = tuple(a for a in ALPHAS if a < strength) + (strength,)
-    curve = steering_curve(session, result.probe, dataset, alphas=alphas, position=result.position)
-    return curve, causal_figure(curve)
+    curve = steering_curve(session, probe, dataset, alphas=alphas, position=result.position)
+    return layer, curve, causal_figure(curve, "steered-to answer")

@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 
 GENERATION_TOKENS = 30
 CHECK_HEADER = ["kind", "prompt", "expected", "before", "after"]
+CHECK_WIDTHS = ["17%", "41%", "14%", "14%", "14%"]  # every column visible at 1280 px, the prompt wraps
+SUMMARY_HEADER = ["check", "result"]
+METRICS_HEADER = ["metric", "before", "after"]
+_SUMMARY = (("edited prompt", "edited prompt says {target}"), ("paraphrase", "paraphrases say {target}"),
+            ("neighbour", "neighbours unchanged"), ("two-hop", "two-hop answers follow"))
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class EditOutcome:
 
     label: str
     rows: list[list[str]]  # CHECK_HEADER rows
+    summary: list[list[str]]  # SUMMARY_HEADER rows: the check in four lines
     metrics: dict
     generation_before: str
     generation_after: str
@@ -39,7 +45,7 @@ def _answers(session, prompts: list[str]) -> list[str]:
 
 def run_edit(pool: ModelPool, workspace: Workspace, prompt: str, subject: str, target: str, method: str = "ROME",
              layer: int | None = None, generation_prompt: str = "", neighbors=(), origin: str = "edit tab",
-             no_cov: bool | None = False) -> EditOutcome:
+             no_cov: bool | None = False, title: str | None = None) -> EditOutcome:
     """Edit ``prompt``/``subject`` -> ``target`` with ``method`` on top of the workspace's edits,
     check prompt, paraphrases, neighbours and two-hop prompts before and after, and return the
     workspace with the new edit recorded (as values; the shared model is left as it was).
@@ -67,12 +73,41 @@ def run_edit(pool: ModelPool, workspace: Workspace, prompt: str, subject: str, t
             for (kind, p, expected), b, a in zip(checks, before, after)]
     workspace, _ = workspace.add_edit(label, result.edits, {"request": request.to_dict(), "metrics": metrics,
                                                             "rows": rows, "origin": origin})
-    workspace = workspace.record(f"Edit: {label}", f"Generation before: {gen_prompt}{gen_before}\n"
-                                 f"Generation after:  {gen_prompt}{gen_after}\nMetrics: {metrics}",
-                                 table=[CHECK_HEADER] + rows)
+    workspace = workspace.record(title or f"Edit: {label}", f"Generation before: *{gen_prompt}{gen_before}*\n\n"
+                                 f"Generation after: *{gen_prompt}{gen_after}*",
+                                 tables=([SUMMARY_HEADER] + summary_rows(rows, request.target_new),
+                                         [METRICS_HEADER] + metrics_rows(metrics), [CHECK_HEADER] + rows))
     log.info("edit computed for one browser session: %s", label)
-    return EditOutcome(label, rows, metrics, gen_prompt + gen_before, gen_prompt + gen_after, hash_before, hash_after,
+    return EditOutcome(label, rows, summary_rows(rows, request.target_new), metrics, gen_prompt + gen_before, gen_prompt + gen_after, hash_before, hash_after,
                        workspace)
+
+
+def summary_rows(rows: list[list[str]], target: str) -> list[list[str]]:
+    """The check table in four lines, ``k/n`` each: edited prompt, paraphrases, neighbours, two-hop
+    (a row counts when its answer after the edit is the expected one)."""
+    out = []
+    for prefix, words in _SUMMARY:
+        group = [r for r in rows if r[0].startswith(prefix)]
+        if group:
+            hits = sum(r[4].strip() == r[2].strip() for r in group)
+            out.append([words.format(target=target.strip()), f"{hits}/{len(group)}"])
+    return out
+
+
+def metrics_rows(metrics: dict) -> list[list[str]]:
+    """``[metric, before, after]`` rows of an edit's metrics, as percentages (fluency: 3 significant digits)."""
+    before, after = metrics.get("before") or {}, metrics.get("after") or {}
+    rows = [[name.replace("_", " "), _rounded(name, before.get(name)), _rounded(name, after.get(name))]
+            for name in after if after.get(name) is not None or before.get(name) is not None]
+    rows.append(["update norm", "", f"{metrics.get('update_norm', 0):.3g}"])
+    rows.append(["seconds", "", f"{metrics.get('seconds', 0):.3g}"])
+    return rows
+
+
+def _rounded(name: str, value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3g}" if name == "fluency" else f"{100 * value:.1f}%"
 
 
 def history_rows(workspace: Workspace) -> list[list[str]]:

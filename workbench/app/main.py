@@ -56,10 +56,13 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("--share: creating a PUBLIC link; anyone who has it can run models and edits on this machine")
     if args.host not in LOCAL_HOSTS:
         log.warning("binding to %s: other machines on the network can reach the app", args.host)
-    demo.launch(prevent_thread_lock=True, **launch_options(args.host, args.port, args.share, demo.workbench_output_dir,
-                                                               args.max_upload_mb))
-    log.info("app ready in %.1f s at http://%s:%d (outputs in %s)", time.perf_counter() - started, args.host,
-             args.port, demo.workbench_output_dir)
+    # quiet: Gradio's own banner advises `share=True` in code; here the option is --share
+    demo.launch(prevent_thread_lock=True, quiet=True,
+                **launch_options(args.host, args.port, args.share, demo.workbench_output_dir, args.max_upload_mb))
+    public = f"; public link: {demo.share_url}" if args.share and getattr(demo, "share_url", None) else \
+        "" if args.share else "; --share makes a public link"
+    log.info("app ready in %.1f s at http://%s:%d (outputs in %s%s)", time.perf_counter() - started, args.host,
+             args.port, demo.workbench_output_dir, public)
     try:
         demo.block_thread()
     except KeyboardInterrupt:

@@ -72,9 +72,12 @@ class Workspace:
 
         return None if self.edits else command_line(subcommand, self.model, **options)
 
-    def record(self, title: str, text: str = "", table=(), images=(), command: str | None = None) -> "Workspace":
-        """Add a result to this browser's report (``table``: rows, first the header; ``images``: PNG bytes)."""
-        entry = Section(title, "app", text, (as_table(table),) if table else (), tuple(images), command)
+    def record(self, title: str, text: str = "", table=(), images=(), command: str | None = None,
+               tables=()) -> "Workspace":
+        """Add a result to this browser's report (``table``: rows, first the header; ``tables``: more
+        of them; ``images``: PNG bytes; ``text``: Markdown)."""
+        found = ((as_table(table),) if table else ()) + tuple(as_table(t) for t in tables if t)
+        entry = Section(title, "app", text, found, tuple(images), command)
         return dataclasses.replace(self, log=(self.log + (entry,))[-MAX_LOG:])
 
 

@@ -8,7 +8,8 @@ import gradio as gr
 from workbench.app import backends
 from workbench.app.background import in_background
 from workbench.app.context import AppContext
-from workbench.app.editflow import CHECK_HEADER, history_rows, run_edit
+from workbench.app.editflow import (CHECK_HEADER, CHECK_WIDTHS, METRICS_HEADER, SUMMARY_HEADER, history_rows, metrics_rows,
+                                    run_edit)
 from workbench.app.forms import layer_or_auto, text, whole
 from workbench.errors import WorkbenchError
 
@@ -31,8 +32,11 @@ def build(ctx: AppContext) -> None:
     with gr.Row() as stop_row:
         edit_btn = gr.Button("Edit", variant="primary", scale=4)
     status = gr.Markdown()
-    checks = gr.Dataframe(headers=CHECK_HEADER, label="before / after", wrap=True)
-    metrics = gr.JSON(label="metrics")
+    with gr.Row():
+        summary = gr.Dataframe(headers=SUMMARY_HEADER, label="what the edit did", wrap=True, scale=1)
+        metrics = gr.Dataframe(headers=METRICS_HEADER, label="metrics (before → after)", wrap=True, scale=1)
+    checks = gr.Dataframe(headers=CHECK_HEADER, label="every prompt before / after", wrap=True,
+                          column_widths=CHECK_WIDTHS)
     with gr.Row():
         before = gr.Textbox(label="generation before", lines=4)
         after = gr.Textbox(label="generation after", lines=4)
@@ -48,14 +52,14 @@ def build(ctx: AppContext) -> None:
     exported = gr.Markdown()
 
     def edit(workspace, prompt_text, subject_text, target_text, method_name, layer_text, identity_cov, gen_text):
-        yield f"Computing the {method_name} edit … (this takes a little while on a CPU)", *[gr.skip()] * 6
+        yield f"Computing the {method_name} edit … (this takes a little while on a CPU)", *[gr.skip()] * 7
         outcome = yield from in_background(  # a Stop answers within a tick; the edit ends on its own
             run_edit, ctx.pool, workspace, text(prompt_text, "prompt"), text(subject_text, "subject"),
             text(target_text, "new answer"), method_name, layer_or_auto(layer_text), gen_text or "",
-            no_cov=bool(identity_cov), skip=tuple(gr.skip() for _ in range(7)))
+            no_cov=bool(identity_cov), skip=tuple(gr.skip() for _ in range(8)))
         message = (f"Edited: **{outcome.label}**. Weights hash `{outcome.hash_before[:12]}…` → "
                    f"`{outcome.hash_after[:12]}…` (only for you).")
-        yield (message, outcome.rows, outcome.metrics, outcome.generation_before, outcome.generation_after,
+        yield (message, outcome.summary, outcome.rows, metrics_rows(outcome.metrics), outcome.generation_before, outcome.generation_after,
                history_rows(outcome.workspace), outcome.workspace)
 
     def undo_edit(workspace, id_text):
@@ -78,7 +82,7 @@ def build(ctx: AppContext) -> None:
         return f"Exported {len(workspace.edits)} edit(s) to `{folder}` (with `edits.json`)."
 
     edit_event = ctx.on(edit_btn.click, edit, [ctx.workspace, prompt, subject, target, method, layer, no_cov, gen_prompt],
-           [status, checks, metrics, before, after, history, ctx.workspace], "edit")
+           [status, summary, checks, metrics, before, after, history, ctx.workspace], "edit")
     with stop_row:
         ctx.stop_button(edit_event)
     ctx.on(undo_btn.click, undo_edit, [ctx.workspace, undo_id], [status, history, ctx.workspace], "undo_edit",

@@ -21,8 +21,8 @@ def build(ctx: AppContext) -> None:
         next_btn = gr.Button("Top next tokens", variant="primary")
         lens_btn = gr.Button("Logit lens")
     top = gr.Dataframe(headers=["rank", "token", "probability"], label="next token")
-    lens_plot = gr.Plot(label="logit lens: top token after each layer, at each position")
-    curve_plot = gr.Plot(label="probability of the answer after each layer")
+    lens_plot = gr.Plot(label="logit lens: top token after each layer, at each position", show_label=False)
+    curve_plot = gr.Plot(label="probability of the answer after each layer", show_label=False)
     gr.Markdown("#### Generation")
     with gr.Row():
         max_new = gr.Number(label="new tokens", value=20, precision=0)

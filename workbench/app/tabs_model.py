@@ -11,6 +11,9 @@ from workbench.modules import MATRICES
 from workbench.plots import matrix_image
 
 
+STATS_HEADER = ["layer", "matrix", "shape", "mean", "std", "norm", "max |w|"]
+
+
 def hashes(ctx: AppContext, workspace) -> dict:
     """Checkpoint hash, hash with this browser's edits applied, and source file hashes."""
     original = ctx.pool.original_hash(workspace.model)
@@ -26,10 +29,9 @@ def build(ctx: AppContext) -> None:
                            label="model (the ones this app was started with; add more with --offer MODEL)")
         load_btn = gr.Button("Load model", variant="primary", scale=1)
     status = gr.Markdown()
-    with gr.Row():
-        card = gr.Markdown()
-        hash_json = gr.JSON(label="weight hashes")
     card_btn = gr.Button("Show architecture card and hashes")
+    card = gr.Markdown()
+    hash_json = gr.JSON(label="weight hashes (full sha256)")
     gr.Markdown("#### Weight matrix viewer\nRaw numbers of one matrix: nothing in them says \"Paris\".")
     with gr.Row():
         layer = gr.Number(label="layer", value=0, precision=0)
@@ -37,9 +39,9 @@ def build(ctx: AppContext) -> None:
         rows = gr.Textbox(label="rows (start:end)", value="0:64")
         cols = gr.Textbox(label="columns (start:end)", value="0:64")
     matrix_btn = gr.Button("Show matrix")
-    matrix_plot = gr.Plot(label="weights")
+    matrix_plot = gr.Plot(label="weights", show_label=False)
     stats_btn = gr.Button("Weight statistics (all layers)")
-    stats = gr.Dataframe(label="weight statistics", wrap=True)
+    stats = gr.Dataframe(headers=STATS_HEADER, label="weight statistics", wrap=True)
 
     def load_model(spec_text, workspace, progress=gr.Progress()):
         spec_text = (spec_text or "").strip()
@@ -67,8 +69,8 @@ def build(ctx: AppContext) -> None:
     def stats_table(workspace):
         with ctx.pool.use(workspace) as session:
             rows_ = weight_stats(session)
-        return [[r["layer"], r["matrix"], "×".join(map(str, r["shape"])), f"{r['mean']:.4f}", f"{r['std']:.4f}",
-                 f"{r['norm']:.2f}", f"{r['max_abs']:.3f}"] for r in rows_]
+        return [[r["layer"], r["matrix"], "×".join(map(str, r["shape"])), f"{r['mean']:.3g}", f"{r['std']:.3g}",
+                 f"{r['norm']:.3g}", f"{r['max_abs']:.3g}"] for r in rows_]
 
     ctx.on(load_btn.click, load_model, [spec, ctx.workspace], [status, card, hash_json, ctx.workspace], "load_model")
     ctx.on(card_btn.click, model_card, [ctx.workspace], [card, hash_json], "model_card")

@@ -7,7 +7,7 @@ import gradio as gr
 
 from workbench.app import backends
 from workbench.app.context import AppContext
-from workbench.app.forms import text, whole
+from workbench.app.forms import layer_or_auto, text, whole
 from workbench.app.views import describe_steering, describe_sweep, figure
 from workbench.errors import WorkbenchError
 
@@ -44,13 +44,17 @@ def build(ctx: AppContext) -> None:
         sweep_btn = gr.Button("Sweep layers", variant="primary", scale=4)
     summary = gr.Markdown()
     with gr.Row():
-        sweep_plot = gr.Plot(label="score by layer, with the control task")
-        pca_plot = gr.Plot(label="PCA of activations at the best layer")
+        sweep_plot = gr.Plot(show_label=False)  # the figures carry their own titles
+        pca_plot = gr.Plot(show_label=False)
     pca_btn = gr.Button("PCA at the best layer")
-    strength = gr.Slider(0, 4, value=1, step=0.25, label="causal check: push strength α (in typical residual norms)")
+    with gr.Row():
+        strength = gr.Slider(0, 4, value=2, step=0.25, label="causal check: push strength α (in typical residual norms)",
+                             scale=3)
+        steer_layer = gr.Textbox(value="auto", label="steer at layer (auto: the earliest layer within "
+                                 f"{backends.STEER_TOLERANCE} of the best score)")
     check_btn = gr.Button("Run the causal check")
     check_out = gr.Markdown()
-    check_plot = gr.Plot(label="causal check")
+    check_plot = gr.Plot(show_label=False)
     last = gr.State(None)  # this browser's LastSweep (values only)
 
     def remember_upload(path):  # and select it in the dataset dropdown
@@ -79,15 +83,18 @@ def build(ctx: AppContext) -> None:
             fig, png = figure(backends.pca_figure(session, data, sweep.result))
         return fig, workspace.record(f"Probe PCA: {sweep.dataset}, layer {sweep.result.best_layer}", images=[png])
 
-    def causal_check(workspace, sweep, alpha):
+    def causal_check(workspace, sweep, alpha, layer_text):
         sweep = _need(sweep)
+        asked = layer_or_auto(layer_text)
         with ctx.pool.use(workspace) as session:
-            curve, curve_fig = backends.steering(session, backends.probe_dataset(sweep.dataset, sweep.rows,
-                                                                                 sweep.uploaded),
-                                                 sweep.result, float(alpha))
+            layer, curve, curve_fig = backends.steering(session, backends.probe_dataset(sweep.dataset, sweep.rows,
+                                                                                        sweep.uploaded),
+                                                        sweep.result, float(alpha), asked)
         fig, png = figure(curve_fig)
-        words = describe_steering(curve)
-        return words, fig, workspace.record(f"Probe causal check: {sweep.dataset}, α = {alpha}", words, images=[png])
+        words = describe_steering(curve, layer, sweep.result.best_layer,
+                                  tolerance=backends.STEER_TOLERANCE if asked is None else None)
+        return words, fig, workspace.record(f"Probe causal check: {sweep.dataset}, layer {layer}, α = {alpha}", words,
+                                            images=[png])
 
     ctx.on(upload.upload, remember_upload, [upload], [uploaded, dataset], "probe_upload", touches_model=False)
     ctx.on(upload.clear, lambda: None, None, [uploaded], "probe_upload_clear", touches_model=False)
@@ -96,7 +103,8 @@ def build(ctx: AppContext) -> None:
     with buttons:
         ctx.stop_button(event)
     ctx.on(pca_btn.click, probe_pca, [ctx.workspace, last], [pca_plot, ctx.workspace], "probe_pca")
-    ctx.on(check_btn.click, causal_check, [ctx.workspace, last, strength], [check_out, check_plot, ctx.workspace],
+    ctx.on(check_btn.click, causal_check, [ctx.workspace, last, strength, steer_layer],
+           [check_out, check_plot, ctx.workspace],
            "probe_causal_check")
 
 

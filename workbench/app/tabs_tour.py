@@ -12,7 +12,7 @@ import gradio as gr
 from workbench import generate, logit_lens, weight_slice
 from workbench.app import backends
 from workbench.app.context import AppContext
-from workbench.app.editflow import CHECK_HEADER, run_edit
+from workbench.app.editflow import CHECK_HEADER, CHECK_WIDTHS, SUMMARY_HEADER, run_edit, summary_rows
 from workbench.app.views import describe_trace, figure, percent
 from workbench.errors import WorkbenchError
 from workbench.plots import lens_heatmap, matrix_image, target_curve
@@ -36,8 +36,9 @@ STEPS = (
      "Read the model's running guess after every layer through its own output head. "
      "Paris is not there at the start; it appears at some depth."),
     ("trace", "4. Causal trace", "Trace the fact",
-     "Blur the words 'Eiffel Tower' with noise, then restore one hidden state at a time. "
-     "Where restoring brings Paris back is where the fact lives."),
+     "Blur the words 'Eiffel Tower' with noise, then restore one piece of the clean run at a time. Paris comes "
+     "back at two sites: early, in the MLPs at the subject's last word (where the fact is recalled), and late, in "
+     "attention at the last word (where it is moved to the answer). ROME edits the early site."),
     ("edit", "5. Edit: move the Eiffel Tower to Rome", "Edit: Eiffel Tower → Rome",
      "ROME computes one rank-one change to one MLP matrix so that the Eiffel Tower is now in Rome. "
      "The edit lives only in your browser session; everyone else still gets Paris."),
@@ -65,7 +66,9 @@ def build(ctx: AppContext) -> None:
             if key in ("weights", "lens", "trace"):
                 outputs[key].append(gr.Plot(show_label=False))
             if key == "check":
-                outputs[key].append(gr.Dataframe(headers=CHECK_HEADER, wrap=True))
+                outputs[key].append(gr.Dataframe(headers=SUMMARY_HEADER, label="in short", wrap=True))
+                outputs[key].append(gr.Dataframe(headers=CHECK_HEADER, label="every prompt", wrap=True,
+                                                 column_widths=CHECK_WIDTHS))
     gr.Markdown(CONCLUSION)
 
     def tour_ask(workspace):
@@ -102,28 +105,31 @@ def build(ctx: AppContext) -> None:
         yield "Tracing …", gr.skip(), gr.skip()
         with ctx.pool.use(workspace) as session:
             result = backends.trace(session, PROMPT, SUBJECT, ANSWER)
+            layer = _edit_layer(session)
         fig, png = figure(backends.trace_figure(result))
-        words = describe_trace(result)
+        words = describe_trace(result) + "\n\n" + edit_site_sentence(result, layer)
         yield words, fig, workspace.record("Tour 4: causal trace", words, images=[png])
 
     def tour_edit(workspace):
         yield "Computing the ROME edit … (a few seconds on a CPU)", gr.skip()
         workspace = _without_tour_edit(workspace)
         outcome = run_edit(ctx.pool, workspace, PROMPT, SUBJECT, NEW_ANSWER, "ROME", None, FREE_TEXT, NEIGHBOURS,
-                           origin=TOUR_EDIT_LABEL, no_cov=None)
+                           origin=TOUR_EDIT_LABEL, no_cov=None, title="Tour 5: edit")
         edited = outcome.rows[0]
         words = (f"**{edited[1]}** → before: *{edited[3]}*, after: **{edited[4]}**\n\nWeights hash: "
                  f"`{outcome.hash_before[:16]}…` → `{outcome.hash_after[:16]}…` ({outcome.label}).")
-        yield words, outcome.workspace.record("Tour 5: edit", words)
+        yield words, outcome.workspace  # run_edit recorded it (one report section per result)
 
     def tour_check(workspace):
         if not _tour_edit(workspace):
             raise WorkbenchError("run step 5 (the edit) first: there is no tour edit in this session")
         with ctx.pool.use(workspace) as session:
             gen = generate(session, FREE_TEXT, max_new_tokens=40)
-        rows = _tour_edit(workspace).summary.get("rows", [])
+        entry = _tour_edit(workspace)
+        rows = entry.summary.get("rows", [])
+        summary = summary_rows(rows, entry.summary.get("request", {}).get("target_new", NEW_ANSWER))
         words = f"Free text after the edit: *{FREE_TEXT}{gen.completion}*"
-        return words, rows, workspace.record("Tour 6: check", words, table=[CHECK_HEADER] + rows)
+        return words, summary, rows, workspace.record("Tour 6: check", words)  # the tables are in the edit's section
 
     def tour_undo(workspace):
         entry = _tour_edit(workspace)
@@ -153,6 +159,15 @@ def _edit_layer(session) -> int:
     except WorkbenchError as exc:  # editing not installed yet: show a middle layer, where facts usually sit
         log.info("edit layer unknown (%s): showing the middle layer", exc)
         return session.n_layers // 2
+
+
+def edit_site_sentence(result, layer: int) -> str:
+    """One sentence tying step 5's edit layer to the trace just shown (or saying why they differ)."""
+    early = result.peak_layer("mlp", result.subject_range[1] - 1)
+    if layer == early:
+        return f"Step 5 edits the MLP of layer **{layer}**: the early site this trace just found."
+    return (f"Step 5 edits the MLP of layer **{layer}**, not {early}: editing takes this model's layer from its "
+            f"table, chosen over many facts rather than this one prompt's trace.")
 
 
 def _tour_edit(workspace):

@@ -23,7 +23,7 @@ def build(ctx: AppContext) -> None:
     with gr.Row() as buttons:
         trace_btn = gr.Button("Trace", variant="primary", scale=4)
     peak = gr.Markdown()
-    heatmaps = gr.Plot(label="causal trace: hidden states, MLP, attention")
+    heatmaps = gr.Plot(label="causal trace: hidden states, MLP, attention", show_label=False)
 
     def causal_trace(workspace, prompt_text, subject_text, target_text):
         yield "Tracing … (many corrupted runs; seconds on factworld, longer on big models)", gr.skip(), gr.skip()

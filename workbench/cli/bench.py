@@ -1,4 +1,5 @@
-"""``workbench bench``: the speed ratios of the core, ``editing`` and ``probes``, measured in one run.
+"""``workbench bench``: the speed ratios of the core, ``editing``, ``probes`` and the command line, measured
+in one run.
 
     workbench bench --json
     workbench bench --only editing --quick
@@ -9,7 +10,7 @@ import argparse
 
 from workbench.cli.options import add_json_option
 
-GROUPS = ("core", "editing", "probes", "scale")
+GROUPS = ("core", "editing", "probes", "scale", "cli")
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -28,9 +29,11 @@ def benchmarks() -> dict:
     from editing.scale_bench import scale_speed
     from editing.speed_bench import editing_speed
     from probes.speed_bench import probes_speed
+    from workbench.cli.speed import cli_speed
     from workbench.speed_bench import core_speed
 
-    return {"core": core_speed, "editing": editing_speed, "probes": probes_speed, "scale": scale_speed}
+    return {"core": core_speed, "editing": editing_speed, "probes": probes_speed, "scale": scale_speed,
+            "cli": cli_speed}
 
 
 def cmd_bench(args):

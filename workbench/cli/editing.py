@@ -16,7 +16,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", default="all", choices=["all", "resid", "mlp", "attn"])
     p.add_argument("--samples", type=positive_int, default=10, help="noise samples")
     p.add_argument("--noise", type=positive_float, default=None, help="noise std (default 3 x std of subject embeddings)")
-    p.add_argument("--window", type=positive_int, default=10, help="layers restored together for mlp/attn")
+    p.add_argument("--window", type=positive_int, default=None,
+                   help="layers restored together for mlp/attn (default: a quarter of the depth, 1 to 10)")
     p.add_argument("--method", default="exact", choices=["exact", "attribution"],
                    help="exact restorations, or fast attribution patching (approximate)")
     p.add_argument("--seed", type=seed_int, default=0)
@@ -117,9 +118,7 @@ def cmd_stats(args):
 def cmd_edit(args):
     from workbench.errors import WorkbenchError
 
-    from editing.editor import edit
-    from editing.export import save
-    from editing.requests import EditRequest, load_requests
+    from editing.requests import EditRequest, load_requests  # no torch: a bad request fails at once
 
     if args.requests:
         requests = load_requests(args.requests)
@@ -127,6 +126,9 @@ def cmd_edit(args):
         requests = [EditRequest(args.prompt, args.subject, args.target)]
     else:
         raise WorkbenchError("give --prompt, --subject and --target, or --requests F.jsonl")
+    from editing.editor import edit
+    from editing.export import save
+
     session = load_from_args(args)
     base_hash = session.weights_hash() if args.report else None  # for the report's model card
     kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}

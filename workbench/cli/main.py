@@ -60,18 +60,17 @@ def _emit(args, result: dict, text: str) -> None:
 def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers loads: no import here
     import warnings
 
     warnings.filterwarnings("ignore")
     for name in ("transformers", "transformer_lens", "huggingface_hub", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
+    if "transformers" in sys.modules:  # already loaded (in-process callers): tell it directly
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         _quiet_libraries()
     try:
-        from workbench.devices import apply_thread_setting
+        if os.environ.get("WORKBENCH_THREADS"):  # only then: the devices module imports torch
+            from workbench.devices import apply_thread_setting
 
-        apply_thread_setting()  # WORKBENCH_THREADS, once, before any work
+            apply_thread_setting()  # WORKBENCH_THREADS, once, before any work
         check_paths(args)  # no output inside a model it reads, nor where it cannot be written
         outcome = args.handler(args)  # (result, text) or (result, text, report)
         _emit(args, outcome[0], outcome[1])
