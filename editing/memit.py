@@ -94,7 +94,7 @@ def compute_and_apply(session, requests: Sequence, hparams: MemitHparams, seed: 
     result = optimise_deltas(session, requests, last, prefixes, hparams.delta, site_kind="resid_post")
     z = _residual_at(session, requests, last, prefixes) + result.delta.double()  # (n, d_model)
     updates: list[RankOneUpdate] = []
-    info = {"steps": result.steps, "nll": list(result.losses), "prefixes": list(prefixes), "layers": {},
+    info = {"steps": result.steps, "held_at": list(result.taken), "nll": list(result.losses), "prefixes": list(prefixes), "layers": {},
             "cov_tokens": stats[last].tokens, "cov_corpus": stats[last].corpus}
     with guard(session, [(layer, "mlp_out") for layer in layers]) as saved:
         for i, layer in enumerate(layers):

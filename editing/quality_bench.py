@@ -17,6 +17,7 @@ import time
 from workbench.errors import WorkbenchError
 
 from editing.apply import apply_edit, undo
+from editing.bench_rows import request_row
 from editing.covariance import DEFAULT_TOKENS, get_stats
 from editing.editor import edit
 from editing.evaluate import Scores, evaluate
@@ -58,7 +59,11 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
     if method == "memit":
         r = edit(session, requests, "memit", layer, no_cov=no_cov, seed=seed, score=False, prepared=True,
                  delta=delta, corpus=corpus, tokens=tokens, **kwargs)
-        result["after"] = _means(evaluate(session, requests, fluency_prompts))
+        after = evaluate(session, requests, fluency_prompts)
+        result["after"] = _means(after)
+        stats, held = r.edits[0].stats, r.edits[0].stats.get("held_at") or [None] * len(requests)
+        result["per_request"] = [request_row(q, b, a, {"steps": stats.get("steps"), "held_at": h})
+                                 for q, b, a, h in zip(requests, before.per_request, after.per_request, held)]
         result["layers"] = list(r.layers)
         undo(session)
     elif method == "rome":
@@ -66,11 +71,13 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
         hp = RomeHparams(at, delta=delta or DeltaHparams(), no_cov=no_cov)
         stats = get_stats(session, at, no_cov=no_cov, **({} if no_cov else {"corpus": corpus, "tokens": tokens}))
         prefixes = context_prefixes(session, hp.n_prefixes, seed)
-        rows, curve = [], []
+        rows, curve, per_request = [], [], []
         for i, r in enumerate(requests, 1):
-            apply_edit(session, compute(session, r, hp, stats, prefixes, seed))
+            e = compute(session, r, hp, stats, prefixes, seed)
+            apply_edit(session, e)
             if not sequential:
                 rows += evaluate(session, [r], fluency_prompts).per_request
+                per_request.append(request_row(r, before.per_request[i - 1], rows[-1], e.stats, e.update_norms()))
                 undo(session)
             elif i % every == 0 or i == len(requests):
                 done = evaluate(session, requests[:i], fluency_prompts)
@@ -82,6 +89,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
             undo(session, len(requests))
         else:
             result["after"] = _means(Scores(tuple(rows)))
+            result["per_request"] = per_request
         result["layers"] = [at]
     else:
         raise WorkbenchError(f"unknown method {method!r}: use rome or memit")

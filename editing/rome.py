@@ -63,6 +63,9 @@ class RomeHparams:
     n_prefixes: int = 10
     delta: DeltaHparams = field(default_factory=DeltaHparams)
     no_cov: bool = False
+    # True: optimise u through each context's gain (the update's exact effect, see the module
+    # docstring); False: the reference's one delta added alike in every context
+    exact_effect: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,13 +146,14 @@ def compute(session, request, hparams: RomeHparams, stats: LayerStats | None = N
     rows = rows_for([request], prefixes)
     keys = row_keys(session, rows, layer)
     key = mean_keys(rows, keys)[0]
-    geometry = update_geometry(session, layer, keys, key, stats)
+    geometry = update_geometry(session, layer, keys, key, stats) if hparams.exact_effect else None
     result = optimise_deltas(session, [request], layer, prefixes, hparams.delta, site_kind="mlp_out",
                              geometry=geometry)
     target = result.init[0] + result.delta[0]
     update = rank_one(session, layer, key.float(), target, stats)
-    info = {"steps": result.steps, "nll": result.losses[0], "nll_history": list(result.history), "delta_norm": float(result.delta[0].norm()),
-            "key_norm": float(key.norm()), "key_gains": [round(float(g), 4) for g in geometry.gains],
+    info = {"steps": result.steps, "held_at": result.taken[0] if result.taken else None, "nll": result.losses[0], "nll_history": list(result.history), "delta_norm": float(result.delta[0].norm()),
+            "key_norm": float(key.norm()),
+            "key_gains": [round(float(g), 4) for g in geometry.gains] if geometry is not None else None,
             "cov_tokens": stats.tokens, "cov_corpus": stats.corpus, "identity_cov": stats.identity,
             "prefixes": list(prefixes)}
     return Edit("rome", (request,), (update,), hparams.to_dict(), seed, info)

@@ -144,5 +144,5 @@ def cmd_edit_bench(args):
     result = run_benchmark(session, args.method, n=args.n, sequential=args.sequential, every=args.every,
                            layer=args.layer, no_cov=args.no_cov, seed=args.seed, path=args.requests,
                            fluency_prompts=args.fluency, **kwargs)
-    text = "\n".join(f"{k}: {v}" for k, v in result.items() if k != "curve")
+    text = "\n".join(f"{k}: {v}" for k, v in result.items() if k not in ("curve", "per_request"))
     return result, text
