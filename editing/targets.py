@@ -124,12 +124,14 @@ def average_keys(session, requests: Sequence, layer: int, prefixes: Sequence[str
 
 @dataclass(frozen=True)
 class UpdateGeometry:
-    """How a rank-one update ``W += u (C⁻¹k*)ᵀ / (k*ᵀC⁻¹k*)`` reaches each row: the MLP output at
-    the row's subject changes by ``gain[row] * u`` with ``u = v* - anchor``, where ``gain =
-    k_rowᵀC⁻¹k* / k*ᵀC⁻¹k*`` and ``anchor = W k* + b``. A row whose own key differs from the averaged
-    key (often the plain prompt, when the subject starts the text) gets a gain far from 1."""
+    """How a rank-one update ``W += u (C⁻¹k*)ᵀ / (k*ᵀC⁻¹k*)`` reaches the model: the MLP output at
+    *every* token changes by ``gain * u`` with ``u = v* - anchor``, where ``gain = kᵀ direction`` for
+    that token's own key k, ``direction = C⁻¹k* / k*ᵀC⁻¹k*`` and ``anchor = W k* + b``. The subject's
+    last token in a context whose key differs from the averaged key (often the plain prompt, when the
+    subject starts the text) gets a gain far from 1, and the other tokens (the rest of the subject,
+    the relation's words) get gains of their own: together they are the update's exact effect."""
 
-    gains: Float[Tensor, "rows"]
+    direction: Float[Tensor, "n d_mlp"]
     anchor: Float[Tensor, "n d_model"]
 
 
@@ -203,8 +205,9 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
     """Optimise one delta per request, added after ``layer`` at its subject's last token.
 
     ``init`` is read at ``site_kind`` (``mlp_out`` for ROME's v*, ``resid_post`` for MEMIT's z).
-    With a ``geometry`` (ROME) the delta is the update's ``u`` itself: each row gets what the final
-    rank-one update will add there, ``gain * delta``, instead of the same delta everywhere, and
+    With a ``geometry`` (ROME) the delta is the update's ``u`` itself: every token of every row gets
+    what the final rank-one update will add there, ``gain * delta`` (:class:`UpdateGeometry`), instead
+    of the same delta at the subject only, and
     the returned ``init`` is the anchor (so ``v* = init + delta`` either way). Weight decay and the
     norm clamp then act on ``u``, the size of the weight change.
     """
@@ -225,9 +228,10 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
     kl_pos = subj_pos[kl_t]  # the reference's: the subject's last token of "{subject} is a"
 
     stored: dict[str, Tensor] = {}
-    init_site, resid_site = sites.site(site_kind, layer), sites.resid_post(layer)
+    init_site, resid_site, key_site = sites.site(site_kind, layer), sites.resid_post(layer), sites.mlp_key(layer)
+    wanted = {init_site, resid_site} | ({key_site} if geometry is not None else set())
     with torch.no_grad():
-        blocks, logits = capture(session, tb.batch, storing(stored, {init_site, resid_site}))
+        blocks, logits = capture(session, tb.batch, storing(stored, wanted))
         kl_ref = logits[kl_rows, kl_pos].float().log_softmax(-1)  # (n, vocab)
     init = stored[init_site][first_rows, subj_pos[first_rows]].float()  # (n, d_model)
     base = stored[resid_site]
@@ -238,15 +242,17 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
         score_rows, dtype=torch.float32))
 
     if geometry is not None:
-        gains, anchor = geometry.gains.to(device, init.dtype), geometry.anchor.to(device, init.dtype)
+        anchor = geometry.anchor.to(device, init.dtype)
+        direction = geometry.direction.to(device, torch.float64)[owner_t]  # (rows, d_mlp)
+        gains = torch.einsum("rpk,rk->rp", stored[key_site].double(), direction).to(init.dtype)  # (rows, pos)
 
-    def added(d: Tensor) -> Tensor:  # (n, d_model) -> (rows, d_model): the change at each row's subject
-        if geometry is None:
-            return d[owner_t]
-        return gains.unsqueeze(-1) * d[owner_t]
+    def with_delta(hidden: Tensor, d: Tensor) -> Tensor:  # the update's change added to the layer's output
+        if geometry is None:  # the reference: one delta at each row's subject, nowhere else
+            return hidden.index_put((rows, subj_pos), d[owner_t].to(hidden.dtype), accumulate=True)
+        return hidden + (gains.unsqueeze(-1) * d[owner_t].unsqueeze(1)).to(hidden.dtype)  # every token
 
     def hidden_with(d: Tensor) -> Tensor:
-        return base.index_put((rows, subj_pos), added(d).to(base.dtype), accumulate=True)
+        return with_delta(base, d)
 
     def final_logits(d: Tensor) -> tuple[Tensor, Tensor]:
         if hp.fast:
@@ -255,7 +261,7 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
                     unembed_residual(session, final[kl_rows, kl_pos]))
 
         def add(tensor, *, hook):  # noqa: ARG001
-            return tensor.index_put((rows, subj_pos), added(d).to(tensor.dtype), accumulate=True)
+            return with_delta(tensor, d)
 
         with session.bridge.hooks(fwd_hooks=[(resid_site, add)]):
             full = session.forward(tb.batch.input_ids, tb.batch.attention_mask)
@@ -265,7 +271,7 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
     history: list[float] = []
     done = torch.zeros(len(requests), dtype=torch.bool, device=device)
     taken = torch.zeros(len(requests), dtype=torch.long)  # the step at which each edit first held (0: never)
-    limit = hp.max_steps if hp.fast else hp.steps
+    limit = max(hp.steps, hp.max_steps) if hp.fast else hp.steps
     step = 0
     with frozen_weights(session), torch.enable_grad():
         for step in range(1, limit + 1):
