@@ -21,6 +21,8 @@ from editing.bench_rows import request_row
 from editing.covariance import DEFAULT_TOKENS, get_stats
 from editing.editor import edit
 from editing.evaluate import Scores, evaluate
+from editing.formats import format_of, read_rows
+from editing.paper_metrics import paper_metrics, paper_row
 from editing.requests import BENCHMARK_FILE, load_requests, prepare
 from editing.rome import RomeHparams, compute, resolve_layer
 from editing.targets import DeltaHparams, context_prefixes
@@ -53,6 +55,8 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
     if not requests:
         raise WorkbenchError("no usable benchmark requests")
     before = evaluate(session, requests, fluency_prompts)
+    zsre = path is not None and any(format_of(row) == "zsre" for row in read_rows(path)[:n])
+    paper: list[dict] = []  # per request, the papers' own scores (generation entropy, zsRE accuracy)
     start = time.perf_counter()
     result: dict = {"method": method, "n_requests": len(requests), "sequential": sequential,
                     "before": _means(before)}
@@ -60,6 +64,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
         r = edit(session, requests, "memit", layer, no_cov=no_cov, seed=seed, score=False, prepared=True,
                  delta=delta, corpus=corpus, tokens=tokens, **kwargs)
         after = evaluate(session, requests, fluency_prompts)
+        paper = [paper_row(session, q, zsre) for q in requests]
         result["after"] = _means(after)
         stats, held = r.edits[0].stats, r.edits[0].stats.get("held_at") or [None] * len(requests)
         result["per_request"] = [request_row(q, b, a, {"steps": stats.get("steps"), "held_at": h})
@@ -78,6 +83,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
             if not sequential:
                 rows += evaluate(session, [r], fluency_prompts).per_request
                 per_request.append(request_row(r, before.per_request[i - 1], rows[-1], e.stats, e.update_norms()))
+                paper.append(paper_row(session, r, zsre))
                 undo(session)
             elif i % every == 0 or i == len(requests):
                 done = evaluate(session, requests[:i], fluency_prompts)
@@ -86,6 +92,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
         if sequential:
             result["after"] = {k: v for k, v in curve[-1].items() if k != "edits"}
             result["curve"] = curve
+            paper = [paper_row(session, q, zsre) for q in requests]
             undo(session, len(requests))
         else:
             result["after"] = _means(Scores(tuple(rows)))
@@ -93,5 +100,6 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
         result["layers"] = [at]
     else:
         raise WorkbenchError(f"unknown method {method!r}: use rome or memit")
+    result["paper_metrics"] = paper_metrics(paper, result["after"])
     result["elapsed_s"] = round(time.perf_counter() - start, 2)
     return result
