@@ -141,3 +141,42 @@ def test_essence_drift_direction():
     backward = float((init.exp() * (init - new)).sum())
     assert abs(forward - backward) > 0.1
     assert float(essence_drift(init, new)[0]) == pytest.approx(forward, rel=1e-6)
+
+
+def test_alphaedit_batch_sequential_undo_and_provenance(factworld, tmp_path):
+    import json
+
+    from editing import alphaedit, edit, prepare, undo
+    from editing.export import save
+    from editing.sequential_bench import run_sequential
+    from workbench.errors import WorkbenchError
+
+    s = factworld
+    before = s.weights_hash()
+    reqs = [prepare(s, EditRequest("The {} is located in the city of", subject, target))
+            for subject, target in (("Eiffel Tower", "Rome"), ("Colosseum", "Paris"), ("Big Ben", "Berlin"))]
+    result = edit(s, reqs[:2], "alphaedit", prepared=True, fluency_prompts=0, n_prefixes=2)
+    assert result.after.means["efficacy"] == 1.0 and result.after.means["new_is_top"] == 1.0
+    (record,) = result.edits
+    assert record.method == "alphaedit" and record.stats["edits_before"] == 0 and record.stats["null_space_dim"][0] > 0
+    rows = json.loads((save(s, tmp_path / "edited") / "edits.json").read_text())
+    rows = rows["edits"] if isinstance(rows, dict) else rows
+    assert rows[-1]["method"] == "alphaedit" and rows[-1]["hparams"]["null_threshold"] == 0.01
+    undo(s)
+    assert s.weights_hash() == before  # bit-exact
+    # sequential: the null space remembers the first edit's keys, and the first edit still holds
+    space = alphaedit.NullSpace.of({0: get_stats(s, 0)}, 0.01)
+    hp = alphaedit.AlphaEditHparams(layers=(0,))
+    alphaedit.compute_and_apply(s, reqs[:1], hp, space, prefixes=PREFIXES)
+    second = alphaedit.compute_and_apply(s, reqs[2:], hp, space, prefixes=PREFIXES)
+    assert second.edit.stats["edits_before"] == 1 and float(space.edited[0].norm()) > 0
+    from editing.evaluate import evaluate
+
+    assert evaluate(s, reqs[:1] + reqs[2:], 0).means["efficacy"] == 1.0
+    undo(s, 2)
+    assert s.weights_hash() == before
+    with pytest.raises(WorkbenchError, match="null space"):
+        alphaedit.compute_and_apply(s, reqs[:1], alphaedit.AlphaEditHparams(layers=(0,), no_cov=True))
+    out = run_sequential(s, "alphaedit", reqs[:2], every=1, batch=1)
+    assert [row["edits"] for row in out["curve"]] == [1, 2] and out["curve"][-1]["matrix_norm"][0] > 0
+    assert s.weights_hash() == before and not s.applied_edits
