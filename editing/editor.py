@@ -18,7 +18,7 @@ from typing import Sequence
 from workbench.errors import WorkbenchError
 from workbench.report import Section, num, table
 
-from editing import memit, rome
+from editing import alphaedit, memit, rome
 from editing.apply import AppliedEdit, Edit, apply_edit
 from editing.covariance import DEFAULT_TOKENS, get_stats
 from editing.evaluate import Scores, evaluate
@@ -27,7 +27,7 @@ from editing.targets import DeltaHparams, context_prefixes
 
 log = logging.getLogger(__name__)
 
-METHODS = ("rome", "memit")
+METHODS = ("rome", "memit", "alphaedit")
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,16 @@ def edit(session, requests: EditRequest | Sequence[EditRequest], method: str = "
          layer: int | str | None = None, *, no_cov: bool = False, corpus: str | None = None,
          tokens: int = DEFAULT_TOKENS, seed: int = 0, score: bool = True, fluency_prompts: int = 1,
          delta: DeltaHparams | None = None, mom2_weight: float | None = None, memit_span: int = 5,
-         n_prefixes: int = 10, prepared: bool = False) -> EditResult:
-    """Rewrite facts in ``session``'s weights (ROME: one after another; MEMIT: all at once).
+         n_prefixes: int = 10, prepared: bool = False, space=None) -> EditResult:
+    """Rewrite facts in ``session``'s weights (ROME: one after another; MEMIT, AlphaEdit: all at once).
+
+    ``space``: AlphaEdit's :class:`editing.alphaedit.NullSpace`, kept across sequential calls (None: a fresh one).
 
     ``layer``: an int, ``"auto"`` (causal-trace peak) or None (the model's default table entry,
     else auto). For MEMIT it is the last of ``memit_span`` edited layers.
     """
     if method not in METHODS:
-        raise WorkbenchError(f"unknown method {method!r}: use rome or memit")
+        raise WorkbenchError(f"unknown method {method!r}: use rome, memit or alphaedit")
     requests = [requests] if isinstance(requests, EditRequest) else list(requests)
     if not requests:
         raise WorkbenchError("no edit requests given")
@@ -114,6 +116,11 @@ def edit(session, requests: EditRequest | Sequence[EditRequest], method: str = "
         for r in requests:
             records.append(apply_edit(session, rome.compute(session, r, hp, stats, prefixes, seed)))
         layers = (last,)
+    elif method == "alphaedit":
+        layers = memit.default_layers(session, last, memit_span)
+        hp = alphaedit.AlphaEditHparams(layers, n_prefixes=n_prefixes, delta=delta, no_cov=no_cov)
+        stats = {layer_: get_stats(session, layer_, no_cov=no_cov, **stats_kwargs) for layer_ in layers}
+        records = [alphaedit.compute_and_apply(session, requests, hp, space, seed, prefixes, stats)]
     else:
         layers = memit.default_layers(session, last, memit_span)
         hp = memit.MemitHparams(layers, mom2_weight if mom2_weight is not None else memit.default_mom2_weight(session),

@@ -1,7 +1,8 @@
 """CounterFact-style evaluation of edit requests, before and after an edit.
 
 Per request: efficacy (the new answer beats the true one on the prompt) and its magnitude
-(P(new) − P(true), whole answers), paraphrase success (the same on paraphrases), neighbourhood
+(P(new) − P(true), whole answers), whether the new answer is now the top one (its first token is
+the most likely next token: efficacy alone can hold with P(new) = 0.001), paraphrase success (the same on paraphrases), neighbourhood
 success (neighbours still prefer their own answer to the new target), two-hop consistency (the
 top token after a two-hop prompt starts the expected answer) and fluency (weighted bi/tri-gram
 entropy of greedy generations, as in ROME). As in CounterFact, "beats" compares the answers'
@@ -22,11 +23,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+import torch
+
 from workbench.generation import generate
 
-from editing.scoring import score_tokens, top_tokens
+from editing.scoring import score_tokens, target_batch, top_tokens
 
-METRICS = ("efficacy", "efficacy_margin", "paraphrase", "neighborhood", "two_hop", "fluency")
+METRICS = ("efficacy", "efficacy_margin", "new_is_top", "paraphrase", "neighborhood", "two_hop", "fluency")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class RequestScores:
     neighborhood: float | None
     two_hop: float | None
     fluency: float | None
+    new_is_top: float = 0.0  # 1.0 when the new answer's first token is the model's top next token
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -102,7 +106,9 @@ def evaluate(session, requests: Sequence, fluency_prompts: int = 1, batch_size: 
     mean_logp = logp / n_tok.clamp(min=1)
     hop_prompts = [(i, p, a) for i, r in enumerate(requests) for p, a in r.two_hop]
     hop_ids = top_tokens(session, [p for _, p, _ in hop_prompts], batch_size)[0] if hop_prompts else []
-    _, tops = top_tokens(session, [r.text for r in requests], batch_size)
+    top_ids, tops = top_tokens(session, [r.text for r in requests], batch_size)
+    tb = target_batch(session, [r.text for r in requests], [r.target_new for r in requests])
+    first_new = tb.ids[torch.arange(len(requests)), tb.prompt_last].tolist()  # the new answer's first token
     rows = []
     for i, r in enumerate(requests):
         mine = {k: [] for k in ("new", "true", "para_new", "para_true", "nb_keep", "nb_new")}
@@ -117,5 +123,5 @@ def evaluate(session, requests: Sequence, fluency_prompts: int = 1, batch_size: 
         rows.append(RequestScores(
             r.text, tops[i], p_new, p_true, float(mine["new"][0] > mine["true"][0]), p_new - p_true,
             sum(para) / len(para) if para else None, sum(nb) / len(nb) if nb else None,
-            sum(hops) / len(hops) if hops else None, flu))
+            sum(hops) / len(hops) if hops else None, flu, float(top_ids[i] == first_new[i])))
     return Scores(tuple(rows))

@@ -78,37 +78,48 @@ def _residual_at(session, requests: Sequence, layer: int, prefixes: Sequence[str
     return torch.stack([values[owner_t == i].mean(0) for i in range(len(requests))])  # (n, d_model)
 
 
+def memit_solver(hparams: MemitHparams, stats: dict):
+    """MEMIT's least squares: the keys' adjoints ``(λC + KKᵀ)⁻¹K`` at one layer (a solve)."""
+    def solve(layer: int, keys: torch.Tensor) -> torch.Tensor:  # (d_mlp, n) -> (d_mlp, n)
+        return torch.linalg.solve(hparams.mom2_weight * stats[layer].cov.double() + keys @ keys.T, keys)
+    return solve
+
+
 def compute_and_apply(session, requests: Sequence, hparams: MemitHparams, seed: int = 0,
-                      prefixes: tuple[str, ...] | None = None, stats: dict | None = None):
-    """Compute the MEMIT edit for prepared ``requests`` and apply it; returns the applied record."""
+                      prefixes: tuple[str, ...] | None = None, stats: dict | None = None, solve=None,
+                      method: str = "memit"):
+    """Compute the MEMIT edit for prepared ``requests`` and apply it; returns the applied record.
+
+    ``solve(layer, keys)`` gives the adjoints A (``ΔW = R Aᵀ``) at each layer: MEMIT's by default;
+    :mod:`editing.alphaedit` passes its null-space-projected one (``method`` names the edit)."""
     if not requests:
-        raise WorkbenchError("MEMIT needs at least one request")
+        raise WorkbenchError(f"{method.upper()} needs at least one request")
     subjects = [r.subject for r in requests]
     if len(set(subjects)) != len(subjects):
-        raise WorkbenchError("MEMIT requests must have distinct subjects (two edits of one subject conflict)")
+        raise WorkbenchError(f"{method.upper()} requests must have distinct subjects (two edits of one subject conflict)")
     layers = tuple(sorted(check_layer(layer, session.n_layers) for layer in hparams.layers))
     if prefixes is None:
         prefixes = context_prefixes(session, hparams.n_prefixes, seed)
     if stats is None:  # statistics of the unedited weights
         stats = {layer: get_stats(session, layer, no_cov=hparams.no_cov) for layer in layers}
+    solve = solve or memit_solver(hparams, stats)
     last = layers[-1]
     result = optimise_deltas(session, requests, last, prefixes, hparams.delta, site_kind="resid_post")
     z = _residual_at(session, requests, last, prefixes) + result.delta.double()  # (n, d_model)
     updates: list[RankOneUpdate] = []
-    info = {"steps": result.steps, "nll": list(result.losses), "prefixes": list(prefixes), "layers": {},
+    info = {"steps": result.steps, "held_at": list(result.taken), "nll": list(result.losses), "prefixes": list(prefixes), "layers": {},
             "cov_tokens": stats[last].tokens, "cov_corpus": stats[last].corpus}
     with guard(session, [(layer, "mlp_out") for layer in layers]) as saved:
         for i, layer in enumerate(layers):
             keys = average_keys(session, requests, layer, prefixes).T  # (d_mlp, n)
             now = _residual_at(session, requests, last, prefixes)
             resid = ((z - now) / (len(layers) - i)).T  # (d_model, n)
-            lhs = hparams.mom2_weight * stats[layer].cov.double() + keys @ keys.T
-            adj = torch.linalg.solve(lhs, keys)  # (d_mlp, n)
+            adj = solve(layer, keys)  # (d_mlp, n)
             layer_updates = [RankOneUpdate(layer, resid[:, j].float(), adj[:, j].float()) for j in range(len(requests))]
             add_updates(session, layer_updates)
             updates += layer_updates
             info["layers"][layer] = {"residual_norm": float(resid.norm(dim=0).mean()),
                                      "update_norm": float((resid @ adj.T).norm())}
-            log.info("MEMIT layer %d: mean residual %.3f", layer, info["layers"][layer]["residual_norm"])
-    edit = Edit("memit", tuple(requests), tuple(updates), hparams.to_dict(), seed, info)
+            log.info("%s layer %d: mean residual %.3f", method, layer, info["layers"][layer]["residual_norm"])
+    edit = Edit(method, tuple(requests), tuple(updates), hparams.to_dict(), seed, info)
     return apply_edit(session, edit, snapshot_taken=saved)

@@ -1,8 +1,9 @@
 """The editing benchmark: the shipped seeded factworld requests, edited and scored.
 
-``rome``: every request edited alone (apply, score, undo); ``rome`` with ``sequential``: all
-edits piled up one after another, scored after each ``every`` edits (does the model collapse?);
-``memit``: all requests in one batch.
+``rome``: every request edited alone (apply, score, undo); ``memit`` and ``alphaedit``: all
+requests in one batch; with ``sequential`` (any method): all edits piled up one after another
+(``batch`` requests at a time for memit/alphaedit), scored after each ``every`` requests
+(:mod:`editing.sequential_bench`). ``per_request`` rows say which edits did not take and why.
 
 >>> import workbench
 >>> result = run_benchmark(workbench.load("factworld"), "rome", n=2, no_cov=True)
@@ -17,11 +18,15 @@ import time
 from workbench.errors import WorkbenchError
 
 from editing.apply import apply_edit, undo
+from editing.bench_rows import request_row
 from editing.covariance import DEFAULT_TOKENS, get_stats
 from editing.editor import edit
 from editing.evaluate import Scores, evaluate
+from editing.formats import format_of, read_rows
+from editing.paper_metrics import paper_metrics, paper_row
 from editing.requests import BENCHMARK_FILE, load_requests, prepare
 from editing.rome import RomeHparams, compute, resolve_layer
+from editing.sequential_bench import run_sequential
 from editing.targets import DeltaHparams, context_prefixes
 
 log = logging.getLogger(__name__)
@@ -43,7 +48,7 @@ def benchmark_set(session, n: int, path=None, seed: int = 0) -> list:
     return out
 
 
-def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool = False, every: int = 10,
+def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool = False, every: int = 10, batch: int = 1,
                   layer=None, no_cov: bool = False, seed: int = 0, path=None, fluency_prompts: int = 0,
                   delta: DeltaHparams | None = None, corpus: str | None = None, tokens: int = DEFAULT_TOKENS,
                   **kwargs) -> dict:
@@ -52,13 +57,23 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
     if not requests:
         raise WorkbenchError("no usable benchmark requests")
     before = evaluate(session, requests, fluency_prompts)
+    zsre = path is not None and any(format_of(row) == "zsre" for row in read_rows(path)[:n])
+    paper: list[dict] = []  # per request, the papers' own scores (generation entropy, zsRE accuracy)
     start = time.perf_counter()
     result: dict = {"method": method, "n_requests": len(requests), "sequential": sequential,
                     "before": _means(before)}
-    if method == "memit":
-        r = edit(session, requests, "memit", layer, no_cov=no_cov, seed=seed, score=False, prepared=True,
+    if sequential:  # every method: edits piled up, a curve every ``every`` requests (editing.sequential_bench)
+        result.update(run_sequential(session, method, requests, every, batch, layer, no_cov, seed, delta, corpus,
+                                     tokens, fluency_prompts))
+    elif method in ("memit", "alphaedit"):
+        r = edit(session, requests, method, layer, no_cov=no_cov, seed=seed, score=False, prepared=True,
                  delta=delta, corpus=corpus, tokens=tokens, **kwargs)
-        result["after"] = _means(evaluate(session, requests, fluency_prompts))
+        after = evaluate(session, requests, fluency_prompts)
+        paper = [paper_row(session, q, zsre) for q in requests]
+        result["after"] = _means(after)
+        stats, held = r.edits[0].stats, r.edits[0].stats.get("held_at") or [None] * len(requests)
+        result["per_request"] = [request_row(q, b, a, {"steps": stats.get("steps"), "held_at": h})
+                                 for q, b, a, h in zip(requests, before.per_request, after.per_request, held)]
         result["layers"] = list(r.layers)
         undo(session)
     elif method == "rome":
@@ -66,24 +81,19 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
         hp = RomeHparams(at, delta=delta or DeltaHparams(), no_cov=no_cov)
         stats = get_stats(session, at, no_cov=no_cov, **({} if no_cov else {"corpus": corpus, "tokens": tokens}))
         prefixes = context_prefixes(session, hp.n_prefixes, seed)
-        rows, curve = [], []
+        rows, per_request = [], []
         for i, r in enumerate(requests, 1):
-            apply_edit(session, compute(session, r, hp, stats, prefixes, seed))
-            if not sequential:
-                rows += evaluate(session, [r], fluency_prompts).per_request
-                undo(session)
-            elif i % every == 0 or i == len(requests):
-                done = evaluate(session, requests[:i], fluency_prompts)
-                curve.append({"edits": i, **_means(done)})
-                log.info("after %d sequential edits: %s", i, curve[-1])
-        if sequential:
-            result["after"] = {k: v for k, v in curve[-1].items() if k != "edits"}
-            result["curve"] = curve
-            undo(session, len(requests))
-        else:
-            result["after"] = _means(Scores(tuple(rows)))
+            e = compute(session, r, hp, stats, prefixes, seed)
+            apply_edit(session, e)
+            rows += evaluate(session, [r], fluency_prompts).per_request
+            per_request.append(request_row(r, before.per_request[i - 1], rows[-1], e.stats, e.update_norms()))
+            paper.append(paper_row(session, r, zsre))
+            undo(session)
+        result["after"] = _means(Scores(tuple(rows)))
+        result["per_request"] = per_request
         result["layers"] = [at]
     else:
-        raise WorkbenchError(f"unknown method {method!r}: use rome or memit")
+        raise WorkbenchError(f"unknown method {method!r}: use rome, memit or alphaedit")
+    result["paper_metrics"] = paper_metrics(paper, result["after"])
     result["elapsed_s"] = round(time.perf_counter() - start, 2)
     return result

@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 from workbench.errors import WorkbenchError
 from workbench.tokens import SubjectAt, fill
 
+from editing.formats import normalise, read_rows
+
 log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -50,6 +52,7 @@ class EditRequest:
     paraphrases: tuple[str, ...] = ()
     neighbors: tuple[tuple[str, str | None], ...] = ()
     two_hop: tuple[tuple[str, str], ...] = ()
+    generation_prompts: tuple[str, ...] = ()  # CounterFact's: prompts to generate from (entropy)
 
     def __post_init__(self):
         if not isinstance(self.prompt, str) or self.prompt.count("{}") != 1:
@@ -61,8 +64,10 @@ class EditRequest:
         set_(self, "target_new", _answer(self.prompt, self.target_new if self.target_new is not None else ""))
         set_(self, "target_true", _answer(self.prompt, self.target_true))
         set_(self, "paraphrases", tuple(self.paraphrases))
-        set_(self, "neighbors", tuple((n, None) if isinstance(n, str) else (n[0], n[1]) for n in self.neighbors))
+        set_(self, "neighbors", tuple((n, None) if isinstance(n, str) else (n[0], _answer(n[0], n[1]))
+                                      for n in self.neighbors))
         set_(self, "two_hop", tuple((p, a) for p, a in self.two_hop))
+        set_(self, "generation_prompts", tuple(self.generation_prompts))
         if self.target_true is not None and self.target_true.strip() == self.target_new.strip():
             raise WorkbenchError(f"the new target {self.target_new.strip()!r} is already the answer: "
                                  "choose a different target")
@@ -82,7 +87,8 @@ class EditRequest:
 
     @classmethod
     def from_dict(cls, row: dict) -> "EditRequest":
-        known = {"prompt", "subject", "target_new", "target_true", "paraphrases", "neighbors", "two_hop"}
+        known = {"prompt", "subject", "target_new", "target_true", "paraphrases", "neighbors", "two_hop",
+                 "generation_prompts"}
         if "target" in row and "target_new" not in row:
             row = {**row, "target_new": row["target"]}
         missing = {"prompt", "subject", "target_new"} - set(row)
@@ -95,28 +101,9 @@ class EditRequest:
 
 
 def load_requests(path: str | Path, limit: int | None = None) -> list[EditRequest]:
-    """Requests from a JSON-lines file (one object per line with prompt, subject, target_new)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WorkbenchError(f"requests file {path} does not exist")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"requests file {path} is not UTF-8 text (byte {exc.start})") from None
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise WorkbenchError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise WorkbenchError(f"{path}: line {number} is not a JSON object with prompt, subject and target_new")
-        rows.append(row)
-    if not rows:
-        raise WorkbenchError(f"requests file {path} holds no requests")
-    return [EditRequest.from_dict(r) for r in rows[:limit]]
+    """Requests from a JSON list or JSON-lines file: the workbench's rows (prompt, subject,
+    target_new, ...), CounterFact or zsRE records as published (:mod:`editing.formats`)."""
+    return [EditRequest.from_dict(normalise(r)) for r in read_rows(path)[:limit]]
 
 
 def save_requests(path: str | Path, requests: Iterable[EditRequest]) -> None:

@@ -6,12 +6,13 @@ prefixes; v* = the MLP output there plus an optimised delta (:mod:`editing.targe
 averaged k* in numerator and denominator (the original divides by the un-prefixed key, which
 causes "disabling edits"). C⁻¹k* is a linear solve in float64, never an inverse.
 
-The optimisation of v* sees the update it will become: in each context the edited MLP output
-changes by ``g u`` with ``u = v* - W k* - b`` and ``g = kᵀC⁻¹k* / k*ᵀC⁻¹k*`` for that context's own
-key k (:class:`editing.targets.UpdateGeometry`), so u itself is optimised (and decayed and
-clamped). Adding the same delta everywhere, as the reference code does, overstates the edit
-where a context's key is far from the average: on factworld, a subject that starts the prompt
-has g ≈ 0.6-0.9 in the plain prompt, and two of 120 benchmark edits failed there only.
+The optimisation of v* sees the update it will become: at every token of every context the
+edited MLP output changes by ``g u`` with ``u = v* - W k* - b`` and ``g = kᵀC⁻¹k* / k*ᵀC⁻¹k*`` for
+that token's own key k (:class:`editing.targets.UpdateGeometry`), so u itself is optimised (and
+decayed and clamped), and an edit that holds while optimising holds in the edited model. Adding
+one delta at the subject only, as the reference code does (``exact_effect=False``), misjudges the
+edit where a context's key is far from the average (on factworld a subject that starts the prompt
+has g ≈ 0.3-0.9 in the plain prompt) and ignores what the update does to the other tokens.
 
 >>> import workbench
 >>> from editing import EditRequest, apply_edit, prepare, undo
@@ -63,6 +64,9 @@ class RomeHparams:
     n_prefixes: int = 10
     delta: DeltaHparams = field(default_factory=DeltaHparams)
     no_cov: bool = False
+    # True: optimise u through each context's gain (the update's exact effect, see the module
+    # docstring); False: the reference's one delta added alike in every context
+    exact_effect: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,12 +129,10 @@ def rank_one(session, layer: int, key: Float[Tensor, "d_mlp"], target: Float[Ten
     return RankOneUpdate(layer, u.float(), cinv_k.float())
 
 
-def update_geometry(session, layer: int, keys: Float[Tensor, "rows d_mlp"], key: Float[Tensor, "d_mlp"],
-                    stats: LayerStats) -> UpdateGeometry:
-    """How the update keyed at ``key`` reaches the rows whose own keys are ``keys``."""
+def update_geometry(session, layer: int, key: Float[Tensor, "d_mlp"], stats: LayerStats) -> UpdateGeometry:
+    """How the update keyed at ``key`` reaches every token (its gain there is ``k_tokenᵀ direction``)."""
     cinv_k, denom = _solved_key(key, stats, layer)
-    gains = keys.double().cpu() @ cinv_k / denom
-    return UpdateGeometry(gains.float(), _mlp_out_at(session, layer, key).float().unsqueeze(0))
+    return UpdateGeometry((cinv_k / denom).unsqueeze(0), _mlp_out_at(session, layer, key).float().unsqueeze(0))
 
 
 def compute(session, request, hparams: RomeHparams, stats: LayerStats | None = None,
@@ -143,13 +145,15 @@ def compute(session, request, hparams: RomeHparams, stats: LayerStats | None = N
     rows = rows_for([request], prefixes)
     keys = row_keys(session, rows, layer)
     key = mean_keys(rows, keys)[0]
-    geometry = update_geometry(session, layer, keys, key, stats)
+    geometry = update_geometry(session, layer, key, stats) if hparams.exact_effect else None
     result = optimise_deltas(session, [request], layer, prefixes, hparams.delta, site_kind="mlp_out",
                              geometry=geometry)
     target = result.init[0] + result.delta[0]
     update = rank_one(session, layer, key.float(), target, stats)
-    info = {"steps": result.steps, "nll": result.losses[0], "nll_history": list(result.history), "delta_norm": float(result.delta[0].norm()),
-            "key_norm": float(key.norm()), "key_gains": [round(float(g), 4) for g in geometry.gains],
+    info = {"steps": result.steps, "held_at": result.taken[0] if result.taken else None, "nll": result.losses[0], "nll_history": list(result.history), "delta_norm": float(result.delta[0].norm()),
+            "key_norm": float(key.norm()),
+            "key_gains": ([round(float(g), 4) for g in keys.double() @ geometry.direction[0]]
+                          if geometry is not None else None),
             "cov_tokens": stats.tokens, "cov_corpus": stats.corpus, "identity_cov": stats.identity,
             "prefixes": list(prefixes)}
     return Edit("rome", (request,), (update,), hparams.to_dict(), seed, info)

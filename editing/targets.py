@@ -14,6 +14,7 @@ coordinate), which is what MEMIT needs for a batch of 100 edits.
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -54,6 +55,12 @@ class DeltaHparams:
     kl_factor: float = 0.0625
     early_stop_loss: float = 0.2
     fast: bool = True
+    # fast schedule: an edit stops once it holds (P(new answer) >= hold_prob in every context and mean
+    # NLL < early_stop_loss); one that does not hold after ``steps`` keeps going up to ``max_steps`` while
+    # the clamp grows to ``max_clamp_norm_factor``, so easy edits stay small and hard ones still take
+    hold_prob: float = 0.5
+    max_steps: int = 150
+    max_clamp_norm_factor: float = 6.0
 
 
 def context_prefixes(session, n: int = 10, seed: int = 0) -> tuple[str, ...]:
@@ -123,12 +130,14 @@ def average_keys(session, requests: Sequence, layer: int, prefixes: Sequence[str
 
 @dataclass(frozen=True)
 class UpdateGeometry:
-    """How a rank-one update ``W += u (C⁻¹k*)ᵀ / (k*ᵀC⁻¹k*)`` reaches each row: the MLP output at
-    the row's subject changes by ``gain[row] * u`` with ``u = v* - anchor``, where ``gain =
-    k_rowᵀC⁻¹k* / k*ᵀC⁻¹k*`` and ``anchor = W k* + b``. A row whose own key differs from the averaged
-    key (often the plain prompt, when the subject starts the text) gets a gain far from 1."""
+    """How a rank-one update ``W += u (C⁻¹k*)ᵀ / (k*ᵀC⁻¹k*)`` reaches the model: the MLP output at
+    *every* token changes by ``gain * u`` with ``u = v* - anchor``, where ``gain = kᵀ direction`` for
+    that token's own key k, ``direction = C⁻¹k* / k*ᵀC⁻¹k*`` and ``anchor = W k* + b``. The subject's
+    last token in a context whose key differs from the averaged key (often the plain prompt, when the
+    subject starts the text) gets a gain far from 1, and the other tokens (the rest of the subject,
+    the relation's words) get gains of their own: together they are the update's exact effect."""
 
-    gains: Float[Tensor, "rows"]
+    direction: Float[Tensor, "n d_mlp"]
     anchor: Float[Tensor, "n d_model"]
 
 
@@ -145,6 +154,47 @@ def frozen_weights(session) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+def holds(logp: Float[Tensor, "scored"], score_rows: Tensor, owner: Tensor, n_rows: int, n_requests: int,
+          hold_prob: float) -> Tensor:
+    """Per request, whether the whole new answer has probability ≥ ``hold_prob`` in *every* one of its
+    contexts (the plain prompt included): ``logp`` is each scored target token's log-probability.
+    With ``hold_prob`` ≥ 0.5 every target token is then the top one (greedy decoding gives the answer).
+
+    >>> lp = torch.tensor([-0.1, -0.2, -2.0])          # rows 0, 0, 1; row 1 fails
+    >>> holds(lp, torch.tensor([0, 0, 1]), torch.tensor([0, 0]), 2, 1, 0.5).tolist()
+    [False]
+    """
+    row = torch.zeros(n_rows, device=logp.device).index_add(0, score_rows, logp)  # log P(answer) per row
+    row_ok = row >= math.log(hold_prob)
+    failing = torch.zeros(n_requests, device=logp.device).index_add(0, owner, (~row_ok).float())
+    return failing == 0
+
+
+def clamp_factor(hp: "DeltaHparams", step: int) -> float:
+    """The norm clamp's factor after ``step`` steps: ``clamp_norm_factor`` within the first ``steps``,
+    then growing linearly to ``max_clamp_norm_factor`` at ``max_steps`` (only edits that do not hold yet
+    are still moving then).
+
+    >>> hp = DeltaHparams(steps=10, max_steps=30, clamp_norm_factor=2.0, max_clamp_norm_factor=4.0)
+    >>> clamp_factor(hp, 5), clamp_factor(hp, 20), clamp_factor(hp, 30)
+    (2.0, 3.0, 4.0)
+    """
+    if not hp.fast or step <= hp.steps or hp.max_steps <= hp.steps:
+        return hp.clamp_norm_factor
+    grown = (step - hp.steps) / (hp.max_steps - hp.steps)
+    return hp.clamp_norm_factor + (hp.max_clamp_norm_factor - hp.clamp_norm_factor) * min(grown, 1.0)
+
+
+def essence_drift(log_init: Float[Tensor, "n vocab"], log_new: Float[Tensor, "n vocab"]) -> Float[Tensor, "n"]:
+    """The reference's KL term, ``KL(new ‖ init) = Σ p_new (log p_new − log p_init)`` per row.
+
+    >>> p = torch.tensor([[0.5, 0.5]]).log(); q = torch.tensor([[0.9, 0.1]]).log()
+    >>> round(float(essence_drift(p, q)[0]), 4)   # 0.9 ln 1.8 + 0.1 ln 0.2
+    0.3681
+    """
+    return torch.nn.functional.kl_div(log_init, log_new, log_target=True, reduction="none").sum(-1)
+
+
 @dataclass(frozen=True)
 class DeltaResult:
     delta: Float[Tensor, "n d_model"]  # optimised addition at the subject's last token
@@ -152,6 +202,7 @@ class DeltaResult:
     steps: int
     losses: tuple[float, ...]  # final NLL per request
     history: tuple[float, ...] = ()  # mean NLL over requests at each step
+    taken: tuple[int, ...] = ()  # per request, the step at which the edit first held (0: it never did)
 
 
 def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[str],
@@ -160,8 +211,9 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
     """Optimise one delta per request, added after ``layer`` at its subject's last token.
 
     ``init`` is read at ``site_kind`` (``mlp_out`` for ROME's v*, ``resid_post`` for MEMIT's z).
-    With a ``geometry`` (ROME) the delta is the update's ``u`` itself: each row gets what the final
-    rank-one update will add there, ``gain * delta``, instead of the same delta everywhere, and
+    With a ``geometry`` (ROME) the delta is the update's ``u`` itself: every token of every row gets
+    what the final rank-one update will add there, ``gain * delta`` (:class:`UpdateGeometry`), instead
+    of the same delta at the subject only, and
     the returned ``init`` is the anchor (so ``v* = init + delta`` either way). Weight decay and the
     norm clamp then act on ``u``, the size of the weight change.
     """
@@ -179,32 +231,34 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
     first_rows = torch.tensor([owner.index(i) for i in range(len(requests))], device=device)
     mask, ids = tb.mask.to(device), tb.ids.to(device)
     kl_rows = rows[kl_t]
-    kl_pos = tb.prompt_last.to(device)[kl_t]
+    kl_pos = subj_pos[kl_t]  # the reference's: the subject's last token of "{subject} is a"
 
     stored: dict[str, Tensor] = {}
-    init_site, resid_site = sites.site(site_kind, layer), sites.resid_post(layer)
+    init_site, resid_site, key_site = sites.site(site_kind, layer), sites.resid_post(layer), sites.mlp_key(layer)
+    wanted = {init_site, resid_site} | ({key_site} if geometry is not None else set())
     with torch.no_grad():
-        blocks, logits = capture(session, tb.batch, storing(stored, {init_site, resid_site}))
+        blocks, logits = capture(session, tb.batch, storing(stored, wanted))
         kl_ref = logits[kl_rows, kl_pos].float().log_softmax(-1)  # (n, vocab)
     init = stored[init_site][first_rows, subj_pos[first_rows]].float()  # (n, d_model)
     base = stored[resid_site]
     delta = torch.zeros_like(init, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=hp.lr)
-    max_norm = hp.clamp_norm_factor * init.norm(dim=-1, keepdim=True)
     score_rows, score_pos = mask.nonzero(as_tuple=True)
     n_tokens = torch.zeros(len(requests), device=device).index_add_(0, owner_t[score_rows], torch.ones_like(
         score_rows, dtype=torch.float32))
 
     if geometry is not None:
-        gains, anchor = geometry.gains.to(device, init.dtype), geometry.anchor.to(device, init.dtype)
+        anchor = geometry.anchor.to(device, init.dtype)
+        direction = geometry.direction.to(device, torch.float64)[owner_t]  # (rows, d_mlp)
+        gains = torch.einsum("rpk,rk->rp", stored[key_site].double(), direction).to(init.dtype)  # (rows, pos)
 
-    def added(d: Tensor) -> Tensor:  # (n, d_model) -> (rows, d_model): the change at each row's subject
-        if geometry is None:
-            return d[owner_t]
-        return gains.unsqueeze(-1) * d[owner_t]
+    def with_delta(hidden: Tensor, d: Tensor) -> Tensor:  # the update's change added to the layer's output
+        if geometry is None:  # the reference: one delta at each row's subject, nowhere else
+            return hidden.index_put((rows, subj_pos), d[owner_t].to(hidden.dtype), accumulate=True)
+        return hidden + (gains.unsqueeze(-1) * d[owner_t].unsqueeze(1)).to(hidden.dtype)  # every token
 
     def hidden_with(d: Tensor) -> Tensor:
-        return base.index_put((rows, subj_pos), added(d).to(base.dtype), accumulate=True)
+        return with_delta(base, d)
 
     def final_logits(d: Tensor) -> tuple[Tensor, Tensor]:
         if hp.fast:
@@ -213,7 +267,7 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
                     unembed_residual(session, final[kl_rows, kl_pos]))
 
         def add(tensor, *, hook):  # noqa: ARG001
-            return tensor.index_put((rows, subj_pos), added(d).to(tensor.dtype), accumulate=True)
+            return with_delta(tensor, d)
 
         with session.bridge.hooks(fwd_hooks=[(resid_site, add)]):
             full = session.forward(tb.batch.input_ids, tb.batch.attention_mask)
@@ -221,31 +275,41 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
 
     losses = torch.zeros(len(requests))
     history: list[float] = []
+    done = torch.zeros(len(requests), dtype=torch.bool, device=device)
+    taken = torch.zeros(len(requests), dtype=torch.long)  # the step at which each edit first held (0: never)
+    limit = max(hp.steps, hp.max_steps) if hp.fast else hp.steps
     step = 0
     with frozen_weights(session), torch.enable_grad():
-        for step in range(1, hp.steps + 1):
+        for step in range(1, limit + 1):
             opt.zero_grad()
             target_logits, kl_logits = final_logits(delta)
             logp = target_logits.float().log_softmax(-1).gather(-1, ids[score_rows, score_pos, None]).squeeze(-1)
             per_request = torch.zeros(len(requests), device=device).index_add(0, owner_t[score_rows], -logp)
             nll = per_request / n_tokens.clamp(min=1)  # mean NLL per target token, per request
-            kl = torch.nn.functional.kl_div(kl_logits.float().log_softmax(-1), kl_ref, log_target=True,
-                                            reduction="none").sum(-1)  # (n,)
+            kl = essence_drift(kl_ref, kl_logits.float().log_softmax(-1))  # (n,)
             decay = hp.weight_decay * delta.norm(dim=-1) / init.norm(dim=-1).pow(2)
             loss = (nll + hp.kl_factor * kl + decay).sum()
             losses = nll.detach().cpu()
             history.append(float(losses.mean()))
-            if hp.fast and bool((nll < hp.early_stop_loss).all()):
-                break
-            if step == hp.steps:
+            if hp.fast:
+                held = holds(logp.detach(), score_rows, owner_t, len(prompts), len(requests),
+                             hp.hold_prob) & (nll.detach() < hp.early_stop_loss)
+                taken[(held & ~done).cpu()] = step
+                done |= held
+                if bool(done.all()):
+                    break
+            if step == limit:
                 break
             loss.backward()
+            kept = delta.detach()[done].clone()
             opt.step()
             with torch.no_grad():
-                scale = (max_norm / delta.norm(dim=-1, keepdim=True).clamp(min=1e-12)).clamp(max=1.0)
+                delta[done] = kept  # an edit that holds stays as it is (the smallest change that takes)
+                bound = clamp_factor(hp, step) * init.norm(dim=-1, keepdim=True)
+                scale = (bound / delta.norm(dim=-1, keepdim=True).clamp(min=1e-12)).clamp(max=1.0)
                 delta.mul_(scale)
     log.info("delta optimisation: %d steps, final nll %s", step, [round(float(x), 4) for x in losses])
     init = init if geometry is None else anchor.expand_as(init)
     return DeltaResult(delta.detach().float().cpu(), init.cpu(), step, tuple(float(x) for x in losses),
-                       tuple(history))
+                       tuple(history), tuple(int(t) for t in taken))
 

@@ -286,6 +286,16 @@ def _recompute(session, row: dict, corpus: str | None = None):
                  for layer in hparams.layers}
         return recorded, memit.compute_and_apply(session, recorded.requests, hparams, recorded.seed, prefixes,
                                                  stats).edit
+    if recorded.method == "alphaedit":
+        from editing import alphaedit
+
+        if recorded.stats.get("edits_before"):  # its null space holds the keys of the edits before it
+            raise WorkbenchError("a sequential AlphaEdit edit depends on the edits before it: recompute the "
+                                 "sequence from its first edit (the stored-update replay still checks it)")
+        hparams = alphaedit.AlphaEditHparams(layers=tuple(hp.pop("layers")), delta=delta, **hp)
+        stats = {layer: get_stats(session, layer, **cov_kwargs) for layer in hparams.layers}
+        return recorded, alphaedit.compute_and_apply(session, recorded.requests, hparams, None, recorded.seed,
+                                                     prefixes, stats).edit
     raise WorkbenchError(f"cannot recompute an edit of method {recorded.method!r}")
 
 

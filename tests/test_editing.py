@@ -15,7 +15,7 @@ from workbench.errors import WorkbenchError
 from workbench.modules import matrix
 
 FAMILIES = ("gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2")
-QUICK = DeltaHparams(steps=4)
+QUICK = DeltaHparams(steps=4, max_steps=4)
 PROMPT = "The {} is located in the city of"
 
 
@@ -88,7 +88,7 @@ def test_rome_rank_one_every_family(tiny_sessions, family):
 def test_fast_schedule_matches_reference(tiny_sessions):
     session = tiny_sessions["llama"]
     req = _request(session)
-    fast = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, early_stop_loss=0.0))
+    fast = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, max_steps=3, early_stop_loss=0.0))
     slow = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, fast=False))
     assert torch.allclose(fast.delta, slow.delta, atol=1e-5)
     assert len(fast.history) == fast.steps == 3 and fast.history[-1] == pytest.approx(fast.losses[0])

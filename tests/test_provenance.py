@@ -15,7 +15,7 @@ from editing.verify import verify
 from workbench.errors import WorkbenchError
 from workbench.loading import sha256_file
 
-QUICK = DeltaHparams(steps=4)
+QUICK = DeltaHparams(steps=4, max_steps=4)
 PROMPT = "The {} is located in the city of"
 
 

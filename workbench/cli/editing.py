@@ -47,8 +47,10 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
 
     p = subparsers.add_parser("edit-bench", parents=[common], help="edit the benchmark requests and score them")
     p.add_argument("--n", type=positive_int, default=100, help="number of requests")
-    p.add_argument("--sequential", action="store_true", help="ROME: keep every edit (no undo between them)")
+    p.add_argument("--sequential", action="store_true", help="keep every edit (no undo between them): a curve")
     p.add_argument("--every", type=positive_int, default=10, help="with --sequential: score after this many edits")
+    p.add_argument("--batch", type=positive_int, default=1, help="with --sequential: memit/alphaedit requests per edit")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="with --sequential: save the curve")
     p.add_argument("--requests", default=None, metavar="F.jsonl", help="other requests than the shipped set")
     p.add_argument("--fluency", type=non_negative_int, default=0, help="prompts per request to generate from (slow)")
     _edit_options(p)
@@ -64,7 +66,7 @@ def _stats_options(p) -> None:
 
 
 def _edit_options(p) -> None:
-    p.add_argument("--method", default="rome", choices=["rome", "memit"])
+    p.add_argument("--method", default="rome", choices=["rome", "memit", "alphaedit"])
     p.add_argument("--layer", default=None, help="layer (MEMIT: the last edited one), or auto (causal-trace peak)")
     p.add_argument("--seed", type=seed_int, default=0)
     _stats_options(p)
@@ -161,7 +163,11 @@ def cmd_edit_bench(args):
     session = load_from_args(args)
     kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}
     result = run_benchmark(session, args.method, n=args.n, sequential=args.sequential, every=args.every,
-                           layer=args.layer, no_cov=args.no_cov, seed=args.seed, path=args.requests,
+                           batch=args.batch, layer=args.layer, no_cov=args.no_cov, seed=args.seed, path=args.requests,
                            fluency_prompts=args.fluency, **kwargs)
-    text = "\n".join(f"{k}: {v}" for k, v in result.items() if k != "curve")
+    if args.plot and result.get("curve"):
+        from editing.sequential_bench import plot_curves
+
+        plot_curves({args.method: result["curve"]}, args.plot)
+    text = "\n".join(f"{k}: {v}" for k, v in result.items() if k not in ("curve", "per_request"))
     return result, text
