@@ -65,7 +65,10 @@ def null_projector(cov: Float[Tensor, "d d"], threshold: float) -> Float[Tensor,
 
 @dataclass
 class NullSpace:
-    """Per edited layer, the projector P and the second moment of the keys edited so far (K_p K_pᵀ)."""
+    """Per edited layer, the projector P and the second moment of the keys edited so far (K_p K_pᵀ).
+
+    The caller keeps it across sequential edits; :func:`editing.apply.undo` restores the weights but
+    not this record of edited keys (start a fresh NullSpace after undoing)."""
 
     projectors: dict[int, Tensor]
     edited: dict[int, Tensor]
