@@ -56,7 +56,7 @@ def test_bad_files(tmp_path):
     with pytest.raises(WorkbenchError, match="lacks"):
         load_requests(bad)
     bad.write_text("{not json", encoding="utf-8")
-    with pytest.raises(WorkbenchError, match="neither a JSON list nor JSON lines"):
+    with pytest.raises(WorkbenchError, match="line 1 is not valid JSON"):
         load_requests(bad)
     bad.write_text(json.dumps([{**ZSRE[0], "subject": "Louvre"}]), encoding="utf-8")
     with pytest.raises(WorkbenchError, match="not in the question"):
