@@ -17,40 +17,35 @@ import logging
 from workbench import runner
 from workbench.errors import WorkbenchError
 
-from editing.apply import apply_edit, undo
-from editing.covariance import DEFAULT_TOKENS, get_stats
+from editing.covariance import DEFAULT_TOKENS
 from editing.evaluate import METRICS, evaluate
+from editing.quality_bench import single_edits
 from editing.requests import BENCHMARK_FILE, load_requests, prepare
-from editing.rome import RomeHparams, compute, resolve_layer
-from editing.targets import DeltaHparams, context_prefixes
+from editing.rome import resolve_layer
 
 log = logging.getLogger(__name__)
 
 
 def bench_shard(session, indices: list[int], params: dict) -> dict:
-    """The runner's work: prepare, score, edit, score again and undo each request of the shard."""
+    """The runner's work: score, edit, score again and undo each request of the shard
+    (:func:`editing.quality_bench.single_edits`, at the layer of the whole set's first request)."""
     requests = load_requests(params["path"] or BENCHMARK_FILE, limit=params["n"])
     seed = params["seed"]
     layer = resolve_layer(session, params["layer"], prepare(session, requests[0], seed=seed))
-    hp = RomeHparams(layer, delta=DeltaHparams(), no_cov=params["no_cov"])
-    stats = get_stats(session, layer, no_cov=params["no_cov"],
-                      **({} if params["no_cov"] else {"corpus": params["corpus"], "tokens": params["tokens"]}))
-    prefixes = context_prefixes(session, hp.n_prefixes, seed)
-    rows = []
+    rows, kept = [], []
     for i in indices:
         try:
-            request = prepare(session, requests[i], seed=seed)
+            kept.append((i, prepare(session, requests[i], seed=seed)))
         except WorkbenchError as exc:  # e.g. the model already answers the new target
             rows.append({"index": i, "skipped": str(exc)})
-            continue
-        before = evaluate(session, [request], params["fluency"]).per_request[0].to_dict()
-        apply_edit(session, compute(session, request, hp, stats, prefixes, seed))
-        try:
-            after = evaluate(session, [request], params["fluency"]).per_request[0].to_dict()
-        finally:
-            undo(session)
-        rows.append({"index": i, "layer": layer, "before": before, "after": after})
-    return {"rows": rows}
+    if kept:
+        before = [evaluate(session, [r], params["fluency"]).per_request[0] for _, r in kept]
+        _, after, per_request, _ = single_edits(
+            session, [r for _, r in kept], before, layer, params["no_cov"], seed, corpus=params["corpus"],
+            tokens=params["tokens"], fluency_prompts=params["fluency"])
+        rows += [{"index": i, "layer": layer, "before": b.to_dict(), "after": a.to_dict(), "row": row}
+                 for (i, _), b, a, row in zip(kept, before, after, per_request)]
+    return {"rows": sorted(rows, key=lambda r: r["index"])}
 
 
 def _means(rows: list[dict]) -> dict:
@@ -69,7 +64,7 @@ def merge_bench(parts: list[dict]) -> dict:
         raise WorkbenchError("no usable benchmark requests")
     return {"method": "rome", "n_requests": len(scored), "skipped": len(rows) - len(scored), "sequential": False,
             "before": _means([r["before"] for r in scored]), "after": _means([r["after"] for r in scored]),
-            "layers": sorted({r["layer"] for r in scored}), "per_request": scored}
+            "layers": sorted({r["layer"] for r in scored}), "per_request": [r["row"] for r in scored]}
 
 
 def sharded_benchmark(model, n: int = 100, layer=None, no_cov: bool = False, seed: int = 0, path=None,

@@ -77,18 +77,8 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
         result["layers"] = list(r.layers)
         undo(session)
     elif method == "rome":
-        at = resolve_layer(session, layer, requests[0])
-        hp = RomeHparams(at, delta=delta or DeltaHparams(), no_cov=no_cov)
-        stats = get_stats(session, at, no_cov=no_cov, **({} if no_cov else {"corpus": corpus, "tokens": tokens}))
-        prefixes = context_prefixes(session, hp.n_prefixes, seed)
-        rows, per_request = [], []
-        for i, r in enumerate(requests, 1):
-            e = compute(session, r, hp, stats, prefixes, seed)
-            apply_edit(session, e)
-            rows += evaluate(session, [r], fluency_prompts).per_request
-            per_request.append(request_row(r, before.per_request[i - 1], rows[-1], e.stats, e.update_norms()))
-            paper.append(paper_row(session, r, zsre))
-            undo(session)
+        at, rows, per_request, paper = single_edits(session, requests, before.per_request, layer, no_cov, seed, delta,
+                                                    corpus, tokens, fluency_prompts, zsre)
         result["after"] = _means(Scores(tuple(rows)))
         result["per_request"] = per_request
         result["layers"] = [at]
@@ -97,3 +87,26 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
     result["paper_metrics"] = paper_metrics(paper, result["after"])
     result["elapsed_s"] = round(time.perf_counter() - start, 2)
     return result
+
+
+def single_edits(session, requests: list, before: list, layer=None, no_cov: bool = False, seed: int = 0,
+                 delta: DeltaHparams | None = None, corpus: str | None = None, tokens: int = DEFAULT_TOKENS,
+                 fluency_prompts: int = 0, zsre: bool = False) -> tuple[int, list, list[dict], list[dict]]:
+    """ROME single edits of prepared ``requests``, each alone on the unedited model (apply, score,
+    undo); ``before``: their scores before. Returns (layer, scores after, per_request rows, the
+    papers' rows). The one loop of the in-process benchmark and of :mod:`editing.bench_job`'s shards."""
+    at = resolve_layer(session, layer, requests[0])
+    hp = RomeHparams(at, delta=delta or DeltaHparams(), no_cov=no_cov)
+    stats = get_stats(session, at, no_cov=no_cov, **({} if no_cov else {"corpus": corpus, "tokens": tokens}))
+    prefixes = context_prefixes(session, hp.n_prefixes, seed)
+    after, per_request, paper = [], [], []
+    for r, b in zip(requests, before):
+        e = compute(session, r, hp, stats, prefixes, seed)
+        apply_edit(session, e)
+        try:
+            after += evaluate(session, [r], fluency_prompts).per_request
+            paper.append(paper_row(session, r, zsre))
+        finally:
+            undo(session)
+        per_request.append(request_row(r, b, after[-1], e.stats, e.update_norms()))
+    return at, after, per_request, paper
