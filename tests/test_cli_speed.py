@@ -26,6 +26,7 @@ def _loaded_after(argv: list[str]) -> tuple[int, list[str]]:
     ["edit"],                                                                     # nothing to edit
     ["edit", "--prompt", "no braces here", "--subject", "Louvre", "--target", "Rome"],  # bad prompt
     ["edit", "--requests", "/nonexistent/requests.jsonl"],                        # missing file
+    ["trace", "--prompt", "no braces here", "--subject", "Louvre"],               # bad trace prompt
 ])
 def test_a_bad_edit_request_is_refused_before_any_model_library_loads(argv):
     status, loaded = _loaded_after(argv)

@@ -80,6 +80,9 @@ def cmd_trace(args):
         return scale.cmd_trace_dataset(args)
     if not (args.prompt and args.subject):
         raise WorkbenchError("give --prompt and --subject (or --dataset for an averaged trace)")
+    from workbench.tokens import fill
+
+    fill(args.prompt, args.subject)  # a prompt without {} fails before the model loads
 
     from editing.trace import causal_trace, plot
 
