@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 GENERATION_TOKENS = 30
 CHECK_HEADER = ["kind", "prompt", "expected", "before", "after"]
 CHECK_WIDTHS = ["17%", "41%", "14%", "14%", "14%"]  # every column visible at 1280 px, the prompt wraps
+# tall enough to show every row: no inner vertical scroll bar, which would push the last column out
+CHECK_MAX_HEIGHT = 2400
 SUMMARY_HEADER = ["check", "result"]
 METRICS_HEADER = ["metric", "before", "after"]
 _SUMMARY = (("edited prompt", "edited prompt says {target}"), ("paraphrase", "paraphrases say {target}"),

@@ -8,8 +8,8 @@ import gradio as gr
 from workbench.app import backends
 from workbench.app.background import in_background
 from workbench.app.context import AppContext
-from workbench.app.editflow import (CHECK_HEADER, CHECK_WIDTHS, METRICS_HEADER, SUMMARY_HEADER, history_rows, metrics_rows,
-                                    run_edit)
+from workbench.app.editflow import (CHECK_HEADER, CHECK_MAX_HEIGHT, CHECK_WIDTHS, METRICS_HEADER, SUMMARY_HEADER,
+                                    history_rows, metrics_rows, run_edit)
 from workbench.app.forms import layer_or_auto, text, whole
 from workbench.errors import WorkbenchError
 
@@ -36,7 +36,7 @@ def build(ctx: AppContext) -> None:
         summary = gr.Dataframe(headers=SUMMARY_HEADER, label="what the edit did", wrap=True, scale=1)
         metrics = gr.Dataframe(headers=METRICS_HEADER, label="metrics (before → after)", wrap=True, scale=1)
     checks = gr.Dataframe(headers=CHECK_HEADER, label="every prompt before / after", wrap=True,
-                          column_widths=CHECK_WIDTHS)
+                          column_widths=CHECK_WIDTHS, max_height=CHECK_MAX_HEIGHT)
     with gr.Row():
         before = gr.Textbox(label="generation before", lines=4)
         after = gr.Textbox(label="generation after", lines=4)

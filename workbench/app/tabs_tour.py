@@ -12,7 +12,7 @@ import gradio as gr
 from workbench import generate, logit_lens, weight_slice
 from workbench.app import backends
 from workbench.app.context import AppContext
-from workbench.app.editflow import CHECK_HEADER, CHECK_WIDTHS, SUMMARY_HEADER, run_edit, summary_rows
+from workbench.app.editflow import CHECK_HEADER, CHECK_MAX_HEIGHT, CHECK_WIDTHS, SUMMARY_HEADER, run_edit, summary_rows
 from workbench.app.views import describe_trace, figure, percent
 from workbench.errors import WorkbenchError
 from workbench.plots import lens_heatmap, matrix_image, target_curve
@@ -68,7 +68,7 @@ def build(ctx: AppContext) -> None:
             if key == "check":
                 outputs[key].append(gr.Dataframe(headers=SUMMARY_HEADER, label="in short", wrap=True))
                 outputs[key].append(gr.Dataframe(headers=CHECK_HEADER, label="every prompt", wrap=True,
-                                                 column_widths=CHECK_WIDTHS))
+                                                 column_widths=CHECK_WIDTHS, max_height=CHECK_MAX_HEIGHT))
     gr.Markdown(CONCLUSION)
 
     def tour_ask(workspace):
