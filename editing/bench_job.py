@@ -18,8 +18,8 @@ from workbench import runner
 from workbench.errors import WorkbenchError
 
 from editing.covariance import DEFAULT_TOKENS
-from editing.evaluate import METRICS, evaluate
-from editing.quality_bench import single_edits
+from editing.evaluate import RequestScores, Scores, evaluate
+from editing.quality_bench import rounded_means, single_edits
 from editing.requests import BENCHMARK_FILE, load_requests, prepare
 from editing.rome import resolve_layer
 
@@ -48,12 +48,9 @@ def bench_shard(session, indices: list[int], params: dict) -> dict:
     return {"rows": sorted(rows, key=lambda r: r["index"])}
 
 
-def _means(rows: list[dict]) -> dict:
-    out = {}
-    for name in METRICS:
-        values = [r[name] for r in rows if r.get(name) is not None]
-        out[name] = round(sum(values) / len(values), 4) if values else None
-    return out
+def _scores(rows: list[dict]) -> Scores:
+    """The shards' score dicts back as :class:`~editing.evaluate.Scores`."""
+    return Scores(tuple(RequestScores(**row) for row in rows))
 
 
 def merge_bench(parts: list[dict]) -> dict:
@@ -63,7 +60,8 @@ def merge_bench(parts: list[dict]) -> dict:
     if not scored:
         raise WorkbenchError("no usable benchmark requests")
     return {"method": "rome", "n_requests": len(scored), "skipped": len(rows) - len(scored), "sequential": False,
-            "before": _means([r["before"] for r in scored]), "after": _means([r["after"] for r in scored]),
+            "before": rounded_means(_scores([r["before"] for r in scored])),
+            "after": rounded_means(_scores([r["after"] for r in scored])),
             "layers": sorted({r["layer"] for r in scored}), "per_request": [r["row"] for r in scored]}
 
 

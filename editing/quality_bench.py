@@ -32,7 +32,8 @@ from editing.targets import DeltaHparams, context_prefixes
 log = logging.getLogger(__name__)
 
 
-def _means(scores: Scores) -> dict:
+def rounded_means(scores: Scores) -> dict:
+    """Each metric's mean over the requests, to 4 decimals (None where no request has it)."""
     return {k: (None if v is None else round(v, 4)) for k, v in scores.means.items()}
 
 
@@ -61,7 +62,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
     paper: list[dict] = []  # per request, the papers' own scores (generation entropy, zsRE accuracy)
     start = time.perf_counter()
     result: dict = {"method": method, "n_requests": len(requests), "sequential": sequential,
-                    "before": _means(before)}
+                    "before": rounded_means(before)}
     if sequential:  # every method: edits piled up, a curve every ``every`` requests (editing.sequential_bench)
         result.update(run_sequential(session, method, requests, every, batch, layer, no_cov, seed, delta, corpus,
                                      tokens, fluency_prompts))
@@ -70,7 +71,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
                  delta=delta, corpus=corpus, tokens=tokens, **kwargs)
         after = evaluate(session, requests, fluency_prompts)
         paper = [paper_row(session, q, zsre) for q in requests]
-        result["after"] = _means(after)
+        result["after"] = rounded_means(after)
         stats, held = r.edits[0].stats, r.edits[0].stats.get("held_at") or [None] * len(requests)
         result["per_request"] = [request_row(q, b, a, {"steps": stats.get("steps"), "held_at": h})
                                  for q, b, a, h in zip(requests, before.per_request, after.per_request, held)]
@@ -79,7 +80,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
     elif method == "rome":
         at, rows, per_request, paper = single_edits(session, requests, before.per_request, layer, no_cov, seed, delta,
                                                     corpus, tokens, fluency_prompts, zsre)
-        result["after"] = _means(Scores(tuple(rows)))
+        result["after"] = rounded_means(Scores(tuple(rows)))
         result["per_request"] = per_request
         result["layers"] = [at]
     else:
