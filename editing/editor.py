@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 METHODS = ("rome", "memit", "alphaedit")
 
 
+def check_method(method: str) -> None:
+    """Refuse a method that is not one of :data:`METHODS` with one clear line."""
+    if method not in METHODS:
+        raise WorkbenchError(f"unknown method {method!r}: use {', '.join(METHODS[:-1])} or {METHODS[-1]}")
+
+
 @dataclass(frozen=True)
 class EditResult:
     """The edits now in the weights, and the request scores before and after them."""
@@ -96,8 +102,7 @@ def edit(session, requests: EditRequest | Sequence[EditRequest], method: str = "
     ``layer``: an int, ``"auto"`` (causal-trace peak) or None (the model's default table entry,
     else auto). For MEMIT it is the last of ``memit_span`` edited layers.
     """
-    if method not in METHODS:
-        raise WorkbenchError(f"unknown method {method!r}: use rome, memit or alphaedit")
+    check_method(method)
     requests = [requests] if isinstance(requests, EditRequest) else list(requests)
     if not requests:
         raise WorkbenchError("no edit requests given")

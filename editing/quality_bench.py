@@ -20,7 +20,7 @@ from workbench.errors import WorkbenchError
 from editing.apply import apply_edit, undo
 from editing.bench_rows import request_row
 from editing.covariance import DEFAULT_TOKENS, get_stats
-from editing.editor import edit
+from editing.editor import check_method, edit
 from editing.evaluate import Scores, evaluate
 from editing.formats import format_of, read_rows
 from editing.paper_metrics import paper_metrics, paper_row
@@ -54,6 +54,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
                   delta: DeltaHparams | None = None, corpus: str | None = None, tokens: int = DEFAULT_TOKENS,
                   **kwargs) -> dict:
     """Mean metrics before and after editing ``n`` benchmark requests (weights restored at the end)."""
+    check_method(method)
     requests = benchmark_set(session, n, path, seed)
     if not requests:
         raise WorkbenchError("no usable benchmark requests")
@@ -77,14 +78,12 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
                                  for q, b, a, h in zip(requests, before.per_request, after.per_request, held)]
         result["layers"] = list(r.layers)
         undo(session)
-    elif method == "rome":
+    else:  # rome
         at, rows, per_request, paper = single_edits(session, requests, before.per_request, layer, no_cov, seed, delta,
                                                     corpus, tokens, fluency_prompts, zsre)
         result["after"] = rounded_means(Scores(tuple(rows)))
         result["per_request"] = per_request
         result["layers"] = [at]
-    else:
-        raise WorkbenchError(f"unknown method {method!r}: use rome, memit or alphaedit")
     result["paper_metrics"] = paper_metrics(paper, result["after"])
     result["elapsed_s"] = round(time.perf_counter() - start, 2)
     return result

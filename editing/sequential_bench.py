@@ -25,6 +25,7 @@ from workbench.modules import matrix
 from editing import alphaedit, memit, rome
 from editing.apply import apply_edit, undo
 from editing.covariance import DEFAULT_TOKENS, get_stats
+from editing.editor import check_method
 from editing.evaluate import evaluate
 from editing.targets import DeltaHparams, context_prefixes
 
@@ -43,6 +44,7 @@ def run_sequential(session, method: str, requests: Sequence, every: int = 20, ba
                    no_cov: bool = False, seed: int = 0, delta: DeltaHparams | None = None,
                    corpus: str | None = None, tokens: int = DEFAULT_TOKENS, fluency_prompts: int = 0) -> dict:
     """Edit prepared ``requests`` one batch after another; the curve of the metrics every ``every`` requests."""
+    check_method(method)
     if every < 1 or batch < 1:
         raise WorkbenchError("--every and --batch must be at least 1")
     at = rome.resolve_layer(session, layer, requests[0])
@@ -55,11 +57,9 @@ def run_sequential(session, method: str, requests: Sequence, every: int = 20, ba
         hp = rome.RomeHparams(at, delta=delta, no_cov=no_cov)
     elif method == "memit":
         hp = memit.MemitHparams(layers, memit.default_mom2_weight(session), delta=delta, no_cov=no_cov)
-    elif method == "alphaedit":
+    else:
         hp = alphaedit.AlphaEditHparams(layers, delta=delta, no_cov=no_cov)
         space = alphaedit.NullSpace.of(stats, hp.null_threshold)
-    else:
-        raise WorkbenchError(f"unknown method {method!r}: use rome, memit or alphaedit")
     curve, applied, norms0 = [], 0, matrix_norms(session, layers)
     try:
         for start in range(0, len(requests), batch):
