@@ -73,11 +73,13 @@ class NullSpace:
     projectors: dict[int, Tensor]
     edited: dict[int, Tensor]
     edits: int = 0
+    learned: list[dict[int, Tensor]] = field(default_factory=list)  # per edit, its keys K (d_mlp, n) per layer
 
     @classmethod
     def of(cls, stats: dict[int, LayerStats], threshold: float) -> "NullSpace":
         if any(s.identity for s in stats.values()):
-            raise WorkbenchError("AlphaEdit needs key statistics (with C = I there is no null space): drop --no-cov")
+            raise WorkbenchError("AlphaEdit needs key statistics (with C = I there is no null space): "
+                                 "drop --no-cov, or untick C = I in the app")
         projectors = {layer: null_projector(s.cov, threshold) for layer, s in stats.items()}
         for layer, p in projectors.items():
             if float(p.trace()) < 1:
@@ -86,13 +88,20 @@ class NullSpace:
         return cls(projectors, {layer: torch.zeros_like(p) for layer, p in projectors.items()})
 
     def solver(self, l2: float, seen: dict[int, Tensor]):
-        """The adjoints ``A⁻¹ P K`` at one layer; records K Kᵀ in ``seen`` (added once the edit is in)."""
+        """The adjoints ``A⁻¹ P K`` at one layer; records K in ``seen`` (learned once the edit is in)."""
         def solve(layer: int, keys: Tensor) -> Tensor:  # (d_mlp, n) -> (d_mlp, n)
             p = self.projectors[layer]
             lhs = p @ (keys @ keys.T + self.edited[layer]) + l2 * torch.eye(len(p), dtype=p.dtype)
-            seen[layer] = keys @ keys.T
+            seen[layer] = keys
             return torch.linalg.solve(lhs, p @ keys)
         return solve
+
+    def learn(self, keys: dict[int, Tensor]) -> None:
+        """Preserve an edit's keys from now on (``K_p K_pᵀ += K Kᵀ``); a resumed run replays them in order."""
+        for layer, k in keys.items():
+            self.edited[layer] = self.edited[layer] + k @ k.T
+        self.learned.append(keys)
+        self.edits += 1
 
 
 def compute_and_apply(session, requests: Sequence, hparams: AlphaEditHparams, space: NullSpace | None = None,
@@ -105,9 +114,7 @@ def compute_and_apply(session, requests: Sequence, hparams: AlphaEditHparams, sp
     seen: dict[int, Tensor] = {}
     record = memit.compute_and_apply(session, requests, hparams, seed, prefixes, stats,
                                      solve=space.solver(hparams.l2, seen), method="alphaedit")
-    for layer, kk in seen.items():
-        space.edited[layer] = space.edited[layer] + kk
     record.edit.stats["null_space_dim"] = {layer: round(float(p.trace())) for layer, p in space.projectors.items()}
     record.edit.stats["edits_before"] = space.edits
-    space.edits += 1
+    space.learn(seen)
     return record

@@ -95,6 +95,17 @@ class Edit:
             d["updates"] = [u.to_dict() for u in self.updates]
         return d
 
+    @classmethod
+    def from_dict(cls, row: dict) -> "Edit":
+        """The edit of a :meth:`to_dict` row (with ``updates`` vectors when recorded: exact float32)."""
+        from editing.requests import EditRequest
+
+        updates = tuple(RankOneUpdate(u["layer"], torch.tensor(u["u"], dtype=torch.float32),
+                                      torch.tensor(u["v"], dtype=torch.float32), u.get("matrix", "mlp_out"))
+                        for u in row.get("updates", ()))
+        requests = tuple(EditRequest.from_dict(r) for r in row["requests"])
+        return cls(row["method"], requests, updates, row.get("hparams", {}), row.get("seed", 0), row.get("stats", {}))
+
 
 @dataclass
 class AppliedEdit:

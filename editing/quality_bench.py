@@ -26,7 +26,7 @@ from editing.formats import format_of, read_rows
 from editing.paper_metrics import paper_metrics, paper_row
 from editing.requests import BENCHMARK_FILE, load_requests, prepare
 from editing.rome import RomeHparams, compute, resolve_layer
-from editing.sequential_bench import run_sequential
+from editing.sequential_bench import NormControl, run_sequential
 from editing.targets import DeltaHparams, context_prefixes
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,10 @@ def benchmark_set(session, n: int, path=None, seed: int = 0) -> list:
 def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool = False, every: int = 10, batch: int = 1,
                   layer=None, no_cov: bool = False, seed: int = 0, path=None, fluency_prompts: int = 0,
                   delta: DeltaHparams | None = None, corpus: str | None = None, tokens: int = DEFAULT_TOKENS,
-                  **kwargs) -> dict:
-    """Mean metrics before and after editing ``n`` benchmark requests (weights restored at the end)."""
+                  control: NormControl = NormControl(), out=None, **kwargs) -> dict:
+    """Mean metrics before and after editing ``n`` benchmark requests (weights restored at the end).
+
+    ``out`` (sequential runs): a run folder to save each curve point in and to resume from."""
     check_method(method)
     requests = benchmark_set(session, n, path, seed)
     if not requests:
@@ -66,7 +68,7 @@ def run_benchmark(session, method: str = "rome", n: int = 100, sequential: bool 
                     "before": rounded_means(before)}
     if sequential:  # every method: edits piled up, a curve every ``every`` requests (editing.sequential_bench)
         result.update(run_sequential(session, method, requests, every, batch, layer, no_cov, seed, delta, corpus,
-                                     tokens, fluency_prompts))
+                                     tokens, fluency_prompts, control, before.per_request, out))
     elif method in ("memit", "alphaedit"):
         r = edit(session, requests, method, layer, no_cov=no_cov, seed=seed, score=False, prepared=True,
                  delta=delta, corpus=corpus, tokens=tokens, **kwargs)

@@ -6,8 +6,10 @@ every prefixed prompt, while a KL term on "{subject} is a" keeps the subject's o
 
 Fast schedule (default): the prompts run once up to ``layer`` (the part below never changes),
 each optimisation step resumes at ``layer + 1`` (:mod:`editing.resume`), only the positions that
-are scored are unembedded, and the loop stops once the loss is small. Reference schedule
-(``fast=False``): every step runs the whole model with a hook, for a fixed number of steps.
+are scored are unembedded, and each edit stops once it holds. Reference schedule
+(``fast=False``): every step runs the whole model with a hook, up to ``steps`` steps, stopping
+once the total loss is below ``early_stop_loss`` (the reference code's rule; its own defaults are
+:data:`REFERENCE_DELTA`).
 Deltas of several requests are optimised together (rows never interact; Adam is per
 coordinate), which is what MEMIT needs for a batch of 100 edits.
 """
@@ -61,6 +63,18 @@ class DeltaHparams:
     hold_prob: float = 0.5
     max_steps: int = 150
     max_clamp_norm_factor: float = 6.0
+
+
+# Sequential editing (editing.sequential_bench): smaller writes and no growing budget, so that later edits
+# do not swamp earlier ones. Chosen on the tuning half of fresh_requests(240, seed=17) (see the README).
+SEQUENTIAL_DELTA = DeltaHparams(clamp_norm_factor=1.25, max_clamp_norm_factor=1.25)
+
+
+# The reference ROME's own v* defaults (its GPT-2 XL hyperparameters): a whole-model forward per step, at
+# most 20 steps, stopping once the total loss is below 0.05, the write clamped at 4 x the clean value's
+# norm, over 20 generated prefixes (10 of 5 tokens, 10 of 10) plus the plain prompt.
+REFERENCE_DELTA = DeltaHparams(steps=20, clamp_norm_factor=4.0, early_stop_loss=0.05, fast=False)
+REFERENCE_PREFIXES = 20
 
 
 def context_prefixes(session, n: int = 10, seed: int = 0) -> tuple[str, ...]:
@@ -298,6 +312,8 @@ def optimise_deltas(session, requests: Sequence, layer: int, prefixes: Sequence[
                 done |= held
                 if bool(done.all()):
                     break
+            elif float(loss.detach()) / len(requests) < hp.early_stop_loss:  # the reference's rule: total loss small
+                break
             if step == limit:
                 break
             loss.backward()

@@ -191,18 +191,6 @@ def check_base(manifest: dict, base: str | None) -> tuple[Check, str | None]:
     return Check("base", "pass", f"{spec}: sha256 as recorded"), spec
 
 
-def edit_from_dict(row: dict):
-    """An ``editing.Edit`` from its manifest entry (with ``updates`` vectors when recorded)."""
-    from editing.apply import Edit, RankOneUpdate
-    from editing.requests import EditRequest
-
-    updates = tuple(RankOneUpdate(u["layer"], torch.tensor(u["u"], dtype=torch.float32),
-                                  torch.tensor(u["v"], dtype=torch.float32), u.get("matrix", "mlp_out"))
-                    for u in row.get("updates", ()))
-    requests = tuple(EditRequest.from_dict(r) for r in row["requests"])
-    return Edit(row["method"], requests, updates, row.get("hparams", {}), row.get("seed", 0), row.get("stats", {}))
-
-
 def compare_weights(session, directory: Path) -> dict:
     """Largest difference between ``session``'s exported state and ``directory``'s tensors."""
     from editing.export import edited_state
@@ -232,14 +220,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _replay_stored(session, steps: list[dict], directory: Path) -> Check:
-    from editing.apply import apply_edit, undo_all
+    from editing.apply import Edit, apply_edit, undo_all
 
     if any(e.get("updates") is None for s in steps for e in s["edits"]):
         return Check("replay (stored)", "skip", "the manifest holds no update vectors (format 1)")
     try:
         for step in steps:
             for row in step["edits"]:
-                apply_edit(session, edit_from_dict(row))
+                apply_edit(session, Edit.from_dict(row))
         cmp = compare_weights(session, directory)
     except _UNREPLAYABLE as exc:
         return Check("replay (stored)", "fail", f"the recorded edits cannot be replayed ({_first_line(exc)})")
@@ -262,11 +250,11 @@ def _replay_stored(session, steps: list[dict], directory: Path) -> Check:
 def _recompute(session, row: dict, corpus: str | None = None):
     """Recompute one recorded edit from its request, hparams, prefixes and seed, and apply it."""
     from editing import memit, rome
-    from editing.apply import apply_edit
+    from editing.apply import Edit, apply_edit
     from editing.covariance import get_stats
     from editing.targets import DeltaHparams
 
-    recorded = edit_from_dict(row)
+    recorded = Edit.from_dict(row)
     hp = dict(recorded.hparams)
     delta = DeltaHparams(**hp.pop("delta", {}))
     prefixes = tuple(recorded.stats.get("prefixes", ())) or None

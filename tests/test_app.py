@@ -70,9 +70,9 @@ def client(url: str) -> Client:
     return Client(url, verbose=False)
 
 
-def edit_args(target: str = "Rome") -> tuple:
+def edit_args(target: str = "Rome", method: str = "ROME") -> tuple:
     """Inputs of /edit: prompt, subject, target, method, layer, no_cov, generation prompt."""
-    return ("The {} is located in the city of", "Eiffel Tower", target, "ROME", "auto", not HAS_FACTWORLD,
+    return ("The {} is located in the city of", "Eiffel Tower", target, method, "auto", not HAS_FACTWORLD,
             "The Eiffel Tower is")
 
 
@@ -182,6 +182,25 @@ def test_edit_isolation_between_two_browser_sessions(app, model_spec):
     assert editor_hashes["current"] == original
     session = pool.get(model_spec)
     assert session.weights_hash() == original and session.applied_edits == []
+
+
+def test_alphaedit_from_the_edit_tab(app, model_spec):
+    """The Edit tab offers AlphaEdit: it edits, is listed as such, and undoes bit-exactly; without key
+    statistics (C = I) it is refused in one line."""
+    _, url = app
+    c = client(url)
+    original = c.predict(api_name="/model_card")[1]["current"]
+    if not HAS_FACTWORLD:
+        with pytest.raises(AppError, match="AlphaEdit needs key statistics") as err:
+            c.predict(*edit_args(method="AlphaEdit"), api_name="/edit")
+        assert "\n" not in str(err.value).strip()
+        return
+    status, *_ = c.predict(*edit_args(method="AlphaEdit"), api_name="/edit")
+    assert "Edited" in status and top_token(c).strip("' ") == "Rome"
+    history = c.predict(api_name="/edit_history")["data"]
+    assert "alphaedit" in str(history[-1]).lower()
+    c.predict("", api_name="/undo_edit")
+    assert c.predict(api_name="/model_card")[1]["current"] == original
 
 
 def test_export_model_writes_edits_json_under_the_output_dir(app):

@@ -115,6 +115,7 @@ CASES = [
     ("edit-bench-n-zero", "edit-bench --n 0", "at least 1"),
     ("edit-bench-every-zero", "edit-bench --sequential --every 0", "at least 1"),
     ("edit-bench-fluency-negative", "edit-bench --fluency -1", "at least 0"),
+    ("edit-bench-ridge-negative", "edit-bench --sequential --ridge -1", "at least 0"),
     ("edit-method", f"edit --prompt '{P}' --subject Louvre --target Rome --method sed", "invalid choice"),
     ("edit-tokens-zero", f"edit --prompt '{P}' --subject Louvre --target Rome --tokens 0", "at least 1"),
     ("stats-no-layer", "stats", "required"),

@@ -89,10 +89,19 @@ def test_fast_schedule_matches_reference(tiny_sessions):
     session = tiny_sessions["llama"]
     req = _request(session)
     fast = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, max_steps=3, early_stop_loss=0.0))
-    slow = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, fast=False))
+    slow = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, fast=False, early_stop_loss=0.0))
     assert torch.allclose(fast.delta, slow.delta, atol=1e-5)
     assert len(fast.history) == fast.steps == 3 and fast.history[-1] == pytest.approx(fast.losses[0])
     assert fast.history == pytest.approx(slow.history, rel=1e-4)
+
+
+def test_reference_schedule_stops_on_its_total_loss(tiny_sessions):
+    """The reference schedule stops at the first step whose total loss is below ``early_stop_loss``."""
+    session = tiny_sessions["llama"]
+    req = _request(session)
+    never = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, fast=False, early_stop_loss=0.0))
+    at_once = optimise_deltas(session, [req], 0, ("A b c. ",), DeltaHparams(steps=3, fast=False, early_stop_loss=1e9))
+    assert never.steps == 3 and at_once.steps == 1 and float(at_once.delta.abs().max()) == 0.0
 
 
 def test_undo_lifo_and_exception(gpt2_session):

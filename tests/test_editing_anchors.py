@@ -178,5 +178,63 @@ def test_alphaedit_batch_sequential_undo_and_provenance(factworld, tmp_path):
     with pytest.raises(WorkbenchError, match="null space"):
         alphaedit.compute_and_apply(s, reqs[:1], alphaedit.AlphaEditHparams(layers=(0,), no_cov=True))
     out = run_sequential(s, "alphaedit", reqs[:2], every=1, batch=1)
-    assert [row["edits"] for row in out["curve"]] == [1, 2] and out["curve"][-1]["matrix_norm"][0] > 0
+    assert [row["edits"] for row in out["curve"]] == [1, 2] and out["curve"][-1]["matrix_norm"]["0"] > 0
     assert s.weights_hash() == before and not s.applied_edits
+
+
+def test_sequential_rows_crosstalk_and_norm_control(factworld):
+    """A sequential run reports per-request rows in edit order and the keys' crosstalk; the ridge
+    (ENCORE-style norm control) leaves the edited matrix smaller; weights come back bit-exactly."""
+    from editing import prepare
+    from editing.evaluate import evaluate
+    from editing.sequential_bench import NormControl, run_sequential
+
+    s = factworld
+    original = s.weights_hash()
+    reqs = [prepare(s, EditRequest("The {} is located in the city of", subject, target))
+            for subject, target in (("Eiffel Tower", "Rome"), ("Colosseum", "Paris"), ("Big Ben", "Berlin"))]
+    before = evaluate(s, reqs, 0).per_request
+    plain = run_sequential(s, "rome", reqs, every=3, before=before)
+    assert s.weights_hash() == original and not s.applied_edits
+    rows = plain["per_request"]
+    assert [r["order"] for r in rows] == [1, 2, 3] and [r["subject"] for r in rows] == [q.subject for q in reqs]
+    assert all(r["steps"] >= 1 and r["update_norm"] > 0 and r["p_new_before"] < r["p_new_after"] for r in rows)
+    assert 0 < plain["key_crosstalk"]["0"] < 1
+    ridged = run_sequential(s, "rome", reqs, every=3, control=NormControl(ridge=10.0))
+    assert ridged["control"] == {"ridge": 10.0} and "per_request" not in ridged
+    assert ridged["curve"][-1]["matrix_norm"]["0"] < plain["curve"][-1]["matrix_norm"]["0"]
+    assert s.weights_hash() == original
+
+
+@pytest.mark.parametrize("method", ["rome", "alphaedit"])
+def test_sequential_run_resumes_from_its_folder(factworld, tmp_path, monkeypatch, method):
+    """A sequential run saves each curve point; after losing the last point a rerun replays the
+    saved edits (bit-exactly: same curve, same rows) and computes only the missing ones."""
+    import json
+
+    from editing import alphaedit, prepare, rome
+    from editing.evaluate import evaluate
+    from editing.sequential_bench import run_sequential
+    from workbench.errors import WorkbenchError
+
+    s = factworld
+    original = s.weights_hash()
+    reqs = [prepare(s, EditRequest("The {} is located in the city of", subject, target))
+            for subject, target in (("Eiffel Tower", "Rome"), ("Colosseum", "Paris"), ("Big Ben", "Berlin"))]
+    before = evaluate(s, reqs, 0).per_request
+    out = tmp_path / "run"
+    whole = run_sequential(s, method, reqs, every=2, before=before, out=out)
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["00000.json", "00001.json"]
+    assert json.loads((out / "result.json").read_text())["curve"] == whole["curve"]
+    (out / "shards" / "00001.json").unlink()
+    (out / "result.json").unlink()
+    calls = []
+    module = rome if method == "rome" else alphaedit
+    real = module.compute if method == "rome" else module.compute_and_apply
+    monkeypatch.setattr(module, real.__name__, lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = run_sequential(s, method, reqs, every=2, before=before, out=out)
+    assert len(calls) == 1  # only the third request was edited again
+    assert again["curve"] == whole["curve"] and again["per_request"] == whole["per_request"]
+    assert s.weights_hash() == original and not s.applied_edits
+    with pytest.raises(WorkbenchError, match="other arguments"):
+        run_sequential(s, method, reqs, every=1, out=out)

@@ -215,3 +215,20 @@ def test_probe_grid_table_csv_and_plot(tmp_path, capsys):
     assert main(args) == 0  # resumed: the same rows, read back from the run folder
     assert json.loads(capsys.readouterr().out)["rows"] == rows
     assert main(["probe-grid", "--datasets", "cities", "--positions", "everywhere"]) == 2
+
+
+def test_cli_sequential_bench_resumes_with_out(tmp_path, capsys):
+    """`edit-bench --sequential --out DIR` saves each curve point; a rerun reads them back (same curve);
+    --ray is refused for sequential runs in one line."""
+    args = ["edit-bench", "--model", "factworld", "--sequential", "--n", "2", "--every", "1", "--out",
+            str(tmp_path / "run")]
+    assert main(args + ["--json", str(tmp_path / "a.json")]) == 0
+    first = json.loads((tmp_path / "a.json").read_text())
+    assert len(list((tmp_path / "run" / "shards").iterdir())) == 2 and (tmp_path / "run" / "result.json").exists()
+    assert [r["order"] for r in first["per_request"]] == [1, 2] and first["key_crosstalk"]
+    assert main(args + ["--json", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["curve"] == first["curve"]
+    capsys.readouterr()
+    assert main(args + ["--ray"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "drop --ray" in err[0]

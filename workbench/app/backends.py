@@ -47,7 +47,7 @@ def applied(session, edits: Sequence[Any]) -> Iterator[Any]:
 
 
 # ---- editing: requests, methods, checks, export ----------------------------------------------
-EDIT_METHODS = ("ROME", "MEMIT")
+EDIT_METHODS = ("ROME", "MEMIT", "AlphaEdit")
 
 
 def edit_request(session, prompt: str, subject: str, target: str):

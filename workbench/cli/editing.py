@@ -5,7 +5,7 @@ import argparse
 
 from workbench.cli import scale
 from workbench.cli.options import (add_json_option, add_report_option, add_run_options, load_from_args,
-                                    non_negative_int, positive_float, positive_int, seed_int)
+                                    non_negative_float, non_negative_int, positive_float, positive_int, seed_int)
 
 
 def register(subparsers, common: argparse.ArgumentParser) -> None:
@@ -51,6 +51,8 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--every", type=positive_int, default=10, help="with --sequential: score after this many edits")
     p.add_argument("--batch", type=positive_int, default=1, help="with --sequential: memit/alphaedit requests per edit")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="with --sequential: save the curve")
+    p.add_argument("--ridge", type=non_negative_float, default=0.0,
+                   help="with --sequential (rome, memit): penalise each update's norm (C + ridge x mean eigenvalue x I)")
     p.add_argument("--requests", default=None, metavar="F.jsonl", help="other requests than the shipped set")
     p.add_argument("--fluency", type=non_negative_int, default=0, help="prompts per request to generate from (slow)")
     _edit_options(p)
@@ -159,15 +161,16 @@ def cmd_edit(args):
 
 def cmd_edit_bench(args):
     from editing.quality_bench import run_benchmark
+    from editing.sequential_bench import NormControl
 
-    if args.out or args.ray is not None:
+    if args.ray is not None or (args.out and not args.sequential):
         return scale.cmd_edit_bench_sharded(args)
 
     session = load_from_args(args)
     kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}
     result = run_benchmark(session, args.method, n=args.n, sequential=args.sequential, every=args.every,
                            batch=args.batch, layer=args.layer, no_cov=args.no_cov, seed=args.seed, path=args.requests,
-                           fluency_prompts=args.fluency, **kwargs)
+                           fluency_prompts=args.fluency, control=NormControl(args.ridge), out=args.out, **kwargs)
     if args.plot and result.get("curve"):
         from editing.sequential_bench import plot_curves
 

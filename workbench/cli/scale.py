@@ -90,7 +90,8 @@ def cmd_edit_bench_sharded(args):
     from editing.bench_job import sharded_benchmark
 
     if args.sequential or args.method != "rome":
-        raise WorkbenchError("--out/--ray shard independent ROME edits; sequential edits and MEMIT run in one process")
+        raise WorkbenchError("sharded runs (--out/--ray) are single ROME edits: a MEMIT/AlphaEdit batch runs in one "
+                             "process, and a sequential run resumes with --out but runs in one process (drop --ray)")
     engine = engine_from_args(args)
     model = model_spec_from_args(args) if engine is not None else load_from_args(args)
     result = sharded_benchmark(model, n=args.n, layer=args.layer, no_cov=args.no_cov, seed=args.seed,
