@@ -34,7 +34,7 @@ def register(subparsers, common: argparse.ArgumentParser) -> None:
     add_run_options(p)
     p.set_defaults(handler=cmd_stats)
 
-    p = subparsers.add_parser("edit", parents=[common], help="rewrite a fact (ROME or MEMIT)")
+    p = subparsers.add_parser("edit", parents=[common], help="rewrite a fact (ROME, MEMIT or AlphaEdit)")
     p.add_argument("--prompt", default=None, help="prompt with {} where the subject goes")
     p.add_argument("--subject", default=None)
     p.add_argument("--target", default=None, help="the new answer")
