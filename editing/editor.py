@@ -90,6 +90,20 @@ class EditResult:
                        tuple(t for t in (table(rows), table(metrics)) if len(t) > 1))
 
 
+def method_hparams(session, method: str, last: int, delta: DeltaHparams, no_cov: bool = False, n_prefixes: int = 10,
+                   mom2_weight: float | None = None, memit_span: int = 5) -> tuple:
+    """``(hparams, edited layers)`` of ``method`` with ``last`` the (last) edited layer: ROME edits
+    ``last`` alone, MEMIT and AlphaEdit the ``memit_span`` layers ending there."""
+    check_method(method)
+    if method == "rome":
+        return rome.RomeHparams(last, n_prefixes, delta, no_cov), (last,)
+    layers = memit.default_layers(session, last, memit_span)
+    if method == "alphaedit":
+        return alphaedit.AlphaEditHparams(layers, n_prefixes=n_prefixes, delta=delta, no_cov=no_cov), layers
+    weight = mom2_weight if mom2_weight is not None else memit.default_mom2_weight(session)
+    return memit.MemitHparams(layers, weight, n_prefixes, delta, no_cov), layers
+
+
 def edit(session, requests: EditRequest | Sequence[EditRequest], method: str = "rome",
          layer: int | str | None = None, *, no_cov: bool = False, corpus: str | None = None,
          tokens: int = DEFAULT_TOKENS, seed: int = 0, score: bool = True, fluency_prompts: int = 1,
@@ -113,24 +127,15 @@ def edit(session, requests: EditRequest | Sequence[EditRequest], method: str = "
     delta = delta or DeltaHparams()
     start = time.perf_counter()
     prefixes = context_prefixes(session, n_prefixes, seed)
-    stats_kwargs = {} if no_cov else {"corpus": corpus, "tokens": tokens}
+    hp, layers = method_hparams(session, method, last, delta, no_cov, n_prefixes, mom2_weight, memit_span)
+    stats = {layer_: get_stats(session, layer_, no_cov=no_cov, **({} if no_cov else {"corpus": corpus, "tokens": tokens}))
+             for layer_ in layers}
     if method == "rome":
-        stats = get_stats(session, last, no_cov=no_cov, **stats_kwargs)
-        hp = rome.RomeHparams(last, n_prefixes, delta, no_cov)
-        records: list[AppliedEdit] = []
-        for r in requests:
-            records.append(apply_edit(session, rome.compute(session, r, hp, stats, prefixes, seed)))
-        layers = (last,)
+        records: list[AppliedEdit] = [apply_edit(session, rome.compute(session, r, hp, stats[last], prefixes, seed))
+                                      for r in requests]
     elif method == "alphaedit":
-        layers = memit.default_layers(session, last, memit_span)
-        hp = alphaedit.AlphaEditHparams(layers, n_prefixes=n_prefixes, delta=delta, no_cov=no_cov)
-        stats = {layer_: get_stats(session, layer_, no_cov=no_cov, **stats_kwargs) for layer_ in layers}
         records = [alphaedit.compute_and_apply(session, requests, hp, space, seed, prefixes, stats)]
     else:
-        layers = memit.default_layers(session, last, memit_span)
-        hp = memit.MemitHparams(layers, mom2_weight if mom2_weight is not None else memit.default_mom2_weight(session),
-                                n_prefixes, delta, no_cov)
-        stats = {layer_: get_stats(session, layer_, no_cov=no_cov, **stats_kwargs) for layer_ in layers}
         records = [memit.compute_and_apply(session, requests, hp, seed, prefixes, stats)]
     elapsed = time.perf_counter() - start
     after = evaluate(session, requests, fluency_prompts) if score else None

@@ -38,7 +38,7 @@ from editing import alphaedit, memit, rome
 from editing.apply import Edit, apply_edit, undo
 from editing.bench_rows import request_row
 from editing.covariance import DEFAULT_TOKENS, LayerStats, get_stats
-from editing.editor import check_method
+from editing.editor import check_method, method_hparams
 from editing.evaluate import evaluate
 from editing.targets import SEQUENTIAL_DELTA, DeltaHparams, average_keys, context_prefixes
 
@@ -136,14 +136,9 @@ def run_sequential(session, method: str, requests: Sequence, every: int = 20, ba
     delta = delta or SEQUENTIAL_DELTA
     prefixes = context_prefixes(session, 10, seed)
     kwargs = {} if no_cov else {"corpus": corpus, "tokens": tokens}
-    layers = (at,) if method == "rome" else memit.default_layers(session, at)
+    hp, layers = method_hparams(session, method, at, delta, no_cov)
     stats = {layer_: get_stats(session, layer_, no_cov=no_cov, **kwargs) for layer_ in layers}  # unedited weights
-    if method == "rome":
-        hp = rome.RomeHparams(at, delta=delta, no_cov=no_cov)
-    elif method == "memit":
-        hp = memit.MemitHparams(layers, memit.default_mom2_weight(session), delta=delta, no_cov=no_cov)
-    else:
-        hp = alphaedit.AlphaEditHparams(layers, delta=delta, no_cov=no_cov)
+    if method == "alphaedit":
         space = alphaedit.NullSpace.of(stats, hp.null_threshold)
     controlled = {layer_: controlled_stats(s, control) for layer_, s in stats.items()}
     plan = segments(len(requests), every, batch)
