@@ -227,9 +227,9 @@ def plot_curves(curves: dict[str, list[dict]], path: str | Path) -> None:
     from workbench.plots import save_png
 
     names = CURVE_METRICS + ("matrix_norm",)
-    fig = Figure(figsize=(4 * len(names), 3.2))
+    fig = Figure(figsize=(12, 6.4))
     for i, name in enumerate(names):
-        ax = fig.add_subplot(1, len(names), i + 1)
+        ax = fig.add_subplot(2, 3, i + 1)
         for method, curve in curves.items():
             xs = [row["edits"] for row in curve]
             ys = [sum(row[name].values()) if name == "matrix_norm" else row[name] for row in curve]
@@ -238,6 +238,8 @@ def plot_curves(curves: dict[str, list[dict]], path: str | Path) -> None:
         ax.set_xlabel("sequential edits")
         if name != "matrix_norm":
             ax.set_ylim(0, 1.02)
-        ax.legend()
+    legend = fig.add_subplot(2, 3, 6)  # one legend for every panel, in the free slot
+    legend.axis("off")
+    legend.legend(*ax.get_legend_handles_labels(), loc="center")
     fig.tight_layout()
     save_png(fig, path)
