@@ -72,8 +72,12 @@ class NullSpace:
 
     projectors: dict[int, Tensor]
     edited: dict[int, Tensor]
-    edits: int = 0
     learned: list[dict[int, Tensor]] = field(default_factory=list)  # per edit, its keys K (d_mlp, n) per layer
+
+    @property
+    def edits(self) -> int:
+        """How many edits this null space has learned."""
+        return len(self.learned)
 
     @classmethod
     def of(cls, stats: dict[int, LayerStats], threshold: float) -> "NullSpace":
@@ -101,7 +105,6 @@ class NullSpace:
         for layer, k in keys.items():
             self.edited[layer] = self.edited[layer] + k @ k.T
         self.learned.append(keys)
-        self.edits += 1
 
 
 def compute_and_apply(session, requests: Sequence, hparams: AlphaEditHparams, space: NullSpace | None = None,

@@ -18,8 +18,6 @@ run saves each curve point and resumes after a kill.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -32,7 +30,7 @@ from torch import Tensor
 
 from workbench.errors import WorkbenchError
 from workbench.modules import matrix
-from workbench.run_folder import RunFolder
+from workbench.run_folder import RunFolder, digest
 
 from editing import alphaedit, memit, rome
 from editing.apply import Edit, apply_edit, undo
@@ -132,6 +130,8 @@ def run_sequential(session, method: str, requests: Sequence, every: int = 20, ba
     check_method(method)
     if every < 1 or batch < 1:
         raise WorkbenchError("--every and --batch must be at least 1")
+    if control.ridge and method == "alphaedit":
+        raise WorkbenchError("--ridge applies to rome and memit; AlphaEdit keeps its updates small with its own l2")
     at = rome.resolve_layer(session, layer, requests[0])
     delta = delta or SEQUENTIAL_DELTA
     prefixes = context_prefixes(session, 10, seed)
@@ -145,7 +145,7 @@ def run_sequential(session, method: str, requests: Sequence, every: int = 20, ba
     folder = None if out is None else RunFolder.open(out, "edit-bench-sequential", {
         "model": session.name, "method": method, "every": every, "batch": batch, "layer": at, "no_cov": no_cov,
         "seed": seed, "delta": asdict(delta), "corpus": corpus, "tokens": tokens, "fluency": fluency_prompts,
-        "control": control.to_dict(), "requests_sha256": _digest(requests)}, len(plan))
+        "control": control.to_dict(), "requests_sha256": digest([r.to_dict() for r in requests])}, len(plan))
 
     def edit_chunk(chunk: list) -> tuple[list, list[dict]]:
         """Edit one chunk; its applied edits and, per request, how its edit went."""
@@ -207,11 +207,6 @@ def run_sequential(session, method: str, requests: Sequence, every: int = 20, ba
     if folder is not None:
         folder.save_result(result)
     return result
-
-
-def _digest(requests: Sequence) -> str:
-    text = json.dumps([r.to_dict() for r in requests], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _edit_row(stats: dict, update_norms: dict) -> dict:

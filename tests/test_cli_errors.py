@@ -116,6 +116,8 @@ CASES = [
     ("edit-bench-every-zero", "edit-bench --sequential --every 0", "at least 1"),
     ("edit-bench-fluency-negative", "edit-bench --fluency -1", "at least 0"),
     ("edit-bench-ridge-negative", "edit-bench --sequential --ridge -1", "at least 0"),
+    ("edit-bench-ridge-alone", "edit-bench --ridge 0.1", "add --sequential"),
+    ("edit-bench-ridge-alphaedit", "edit-bench --sequential --method alphaedit --ridge 0.1 --n 2", "rome and memit"),
     ("edit-method", f"edit --prompt '{P}' --subject Louvre --target Rome --method sed", "invalid choice"),
     ("edit-tokens-zero", f"edit --prompt '{P}' --subject Louvre --target Rome --tokens 0", "at least 1"),
     ("stats-no-layer", "stats", "required"),

@@ -38,6 +38,16 @@ def fingerprint(job: str, args: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def digest(value) -> str:
+    """A short SHA-256 (16 hex digits) of ``value`` in canonical JSON: what a run folder records of
+    inputs too large to keep whole in ``run.json`` (the items, the requests).
+
+    >>> digest([1, {"b": 2, "a": 1}]) == digest([1, {"a": 1, "b": 2}])
+    True
+    """
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+
+
 def _first_difference(old: dict, new: dict) -> str:
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):

@@ -16,7 +16,6 @@ for Ray), writes each finished shard atomically as it arrives, and merges. ``wor
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from workbench.errors import WorkbenchError
+from workbench.run_folder import RunFolder, digest
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,8 @@ class Job:
 
     def fingerprint_args(self, model: dict) -> dict:
         """What the run folder compares: parameters, model, shard size and a hash of the items."""
-        digest = hashlib.sha256(json.dumps(list(self.items), sort_keys=True, default=str).encode()).hexdigest()
         return {"params": self.params, "model": model, "shard_size": self.shard_size,
-                "n_items": len(self.items), "items_sha256": digest[:16]}
+                "n_items": len(self.items), "items_sha256": digest(list(self.items))}
 
 
 @dataclass(frozen=True)
@@ -155,8 +154,6 @@ def run(job: Job, model: dict, out=None, engine=None, on_shard: Callable[[int], 
     same arguments; the merged result is written to ``out/result.json``. ``on_shard(index)`` is
     called after each shard is stored (tests use it to inject faults).
     """
-    from workbench.run_folder import RunFolder
-
     engine = engine or InProcess()
     shards = job.shards()
     folder = RunFolder.open(out, job.name, job.fingerprint_args(model), len(shards)) if out else None

@@ -160,11 +160,14 @@ def cmd_edit(args):
 
 
 def cmd_edit_bench(args):
-    from editing.quality_bench import run_benchmark
-    from editing.sequential_bench import NormControl
+    from workbench.errors import WorkbenchError
 
+    if args.ridge and not args.sequential:
+        raise WorkbenchError("--ridge controls sequential runs: add --sequential")
     if args.ray is not None or (args.out and not args.sequential):
         return scale.cmd_edit_bench_sharded(args)
+    from editing.quality_bench import run_benchmark
+    from editing.sequential_bench import NormControl
 
     session = load_from_args(args)
     kwargs = {} if args.no_cov else {"corpus": args.corpus, "tokens": args.tokens}
